@@ -1,0 +1,199 @@
+//! Builds the server: shared state, routes, middleware, input-error handlers, health checks.
+
+use crate::auth::handlers as account;
+use crate::auth::principal::authenticate;
+use crate::auth::rate_limit::LoginLimits;
+use crate::auth::secrets::PasswordHashing;
+use crate::config::Config;
+use crate::db::{self, DbPool};
+use crate::error::{AppError, ErrorCode};
+use crate::mail::Mailer;
+use crate::openapi;
+use crate::workspaces::{api_tokens, handlers as ws, invitations, members};
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::{Logger, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest JSON body accepted.
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// State every handler can reach.
+pub struct AppState {
+    pub pool: DbPool,
+    pub config: Config,
+    pub passwords: PasswordHashing,
+    pub login_limits: LoginLimits,
+    pub mailer: Mailer,
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    pub port: u16,
+    pub server: Server,
+    pub state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Creates and migrates the database, binds the listener and builds the server.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        db::ensure_database(&config.database_url).await?;
+        db::run_migrations(&config.database_url).await?;
+        let pool = db::pool(&config.database_url, config.database_pool_size)?;
+        let mailer = Mailer::new(config.smtp_url.is_some());
+        if let Some(smtp_url) = &config.smtp_url {
+            mailer.spawn_worker(
+                pool.clone(),
+                smtp_url.clone(),
+                config.smtp_from.clone(),
+                Duration::from_millis(config.outbox_poll_ms),
+            )?;
+        }
+        let state = web::Data::new(AppState {
+            pool,
+            passwords: PasswordHashing::new(config.argon2_memory_kib)?,
+            login_limits: LoginLimits::new(config.login_rate_per_account, config.login_rate_per_address),
+            mailer,
+            config,
+        });
+        spawn_housekeeping(state.clone().into_inner());
+
+        let listener = TcpListener::bind(state.config.bind)?;
+        let port = listener.local_addr()?.port();
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(json_config())
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(Logger::new("%a \"%r\" %s %b %Dms").exclude("/healthz"))
+                .configure(routes)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(5)
+        .run();
+        Ok(Self { port, server, state })
+    }
+}
+
+/// Every route of the server.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/api/openapi.json", web::get().to(openapi::openapi_json))
+        .service(openapi::scalar())
+        .service(
+            web::scope("/api")
+                .wrap(from_fn(authenticate))
+                .service(account::register)
+                .service(account::login)
+                .service(account::logout)
+                .service(account::me)
+                .service(ws::get_catalogue)
+                .service(ws::create_workspace)
+                .service(ws::list_workspaces)
+                .service(ws::get_workspace)
+                .service(ws::update_workspace)
+                .service(ws::delete_workspace)
+                .service(members::list_members)
+                .service(members::update_member)
+                .service(members::set_member_permissions)
+                .service(members::remove_member)
+                .service(members::leave_workspace)
+                .service(invitations::create_invitation)
+                .service(invitations::list_invitations)
+                .service(invitations::revoke_invitation)
+                .service(invitations::accept_invitation)
+                .service(api_tokens::create_api_token)
+                .service(api_tokens::list_api_tokens)
+                .service(api_tokens::revoke_api_token)
+                .service(crate::audit::list_audit),
+        );
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().limit(JSON_LIMIT).error_handler(|err, _req| {
+        let app = match &err {
+            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => AppError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body must be at most {JSON_LIMIT} bytes"),
+            ),
+            JsonPayloadError::ContentType => {
+                AppError::new(ErrorCode::InvalidJson, "expected `Content-Type: application/json`")
+            }
+            JsonPayloadError::Deserialize(e) => {
+                AppError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}"))
+            }
+            other => AppError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {other}")),
+        };
+        app.into()
+    })
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    AppError::new(ErrorCode::InvalidQuery, format!("invalid query string: {err}")).into()
+}
+
+fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    let PathError::Deserialize(e) = &err else {
+        return AppError::new(ErrorCode::InvalidPath, "invalid path").into();
+    };
+    AppError::new(ErrorCode::InvalidPath, format!("invalid path parameter: {e}")).into()
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+/// `GET /healthz` — the process is alive.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz` — the database answers.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    use diesel_async::RunQueryDsl;
+    let check = async {
+        let mut conn = state.pool.get().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok::<_, AppError>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))),
+        Ok(Err(err)) => Err(AppError {
+            code: ErrorCode::ServiceUnavailable,
+            ..err
+        }),
+        Err(_) => Err(AppError::new(
+            ErrorCode::ServiceUnavailable,
+            "database did not answer in time",
+        )),
+    }
+}
+
+/// Periodic clean-up: expired login sessions, idle rate-limit keys.
+fn spawn_housekeeping(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            state.login_limits.shrink();
+            if let Ok(mut conn) = state.pool.get().await {
+                use crate::db::schema::user_sessions;
+                use diesel::prelude::*;
+                use diesel_async::RunQueryDsl;
+                let _ = diesel::delete(user_sessions::table.filter(user_sessions::expires_at.lt(chrono::Utc::now())))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    });
+}

@@ -1,0 +1,118 @@
+//! The one `authorize` check every REST handler and WebSocket action goes through.
+
+use crate::auth::permissions::{Permission, PermissionSet, Role, effective};
+use crate::auth::principal::Principal;
+use crate::db::schema::workspace_members;
+use crate::error::{AppError, AppResult, ErrorCode};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// What the caller may do in one workspace.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub workspace_id: Uuid,
+    /// The member's role; `None` for an API token.
+    pub role: Option<Role>,
+    pub permissions: PermissionSet,
+}
+
+impl Access {
+    pub fn require(&self, permission: Permission) -> AppResult<()> {
+        if self.permissions.contains(permission) {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                ErrorCode::PermissionDenied,
+                format!("this action requires the `{permission}` permission"),
+            ))
+        }
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.role == Some(Role::Owner)
+    }
+}
+
+/// A member's stored role and custom adjustments.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = workspace_members)]
+pub struct MemberRow {
+    pub workspace_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+    pub granted: Vec<String>,
+    pub revoked: Vec<String>,
+    pub joined_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl MemberRow {
+    pub fn role(&self) -> Role {
+        self.role.parse().unwrap_or(Role::Guest)
+    }
+
+    pub fn effective(&self) -> PermissionSet {
+        effective(
+            self.role(),
+            PermissionSet::parse_lenient(&self.granted),
+            PermissionSet::parse_lenient(&self.revoked),
+        )
+    }
+}
+
+pub async fn find_member(
+    conn: &mut AsyncPgConnection,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> AppResult<Option<MemberRow>> {
+    Ok(workspace_members::table
+        .find((workspace_id, user_id))
+        .select(MemberRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The caller's access to a workspace; `workspace_not_found` when they are not a member
+/// (so non-members cannot probe which workspaces exist).
+pub async fn access(conn: &mut AsyncPgConnection, principal: &Principal, workspace_id: Uuid) -> AppResult<Access> {
+    let not_found = || AppError::new(ErrorCode::WorkspaceNotFound, "workspace not found");
+    match principal {
+        Principal::User(user) => {
+            let member = find_member(conn, workspace_id, user.id).await?.ok_or_else(not_found)?;
+            Ok(Access {
+                workspace_id,
+                role: Some(member.role()),
+                permissions: member.effective(),
+            })
+        }
+        Principal::Token(token) => {
+            if token.workspace_id != workspace_id {
+                return Err(not_found());
+            }
+            // A token never does more than its creator may do now: removing or demoting
+            // the creator narrows their tokens at once.
+            let creator = find_member(conn, workspace_id, token.created_by)
+                .await?
+                .map(|m| m.effective())
+                .unwrap_or(PermissionSet::EMPTY);
+            Ok(Access {
+                workspace_id,
+                role: None,
+                permissions: token.permissions.intersection(creator),
+            })
+        }
+    }
+}
+
+/// Checks that the caller holds `permission` in the workspace.
+pub async fn authorize(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    workspace_id: Uuid,
+    permission: Permission,
+) -> AppResult<Access> {
+    let access = access(conn, principal, workspace_id).await?;
+    access.require(permission)?;
+    Ok(access)
+}

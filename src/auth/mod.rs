@@ -1,0 +1,13 @@
+//! Accounts and credentials: registration, login sessions, the bearer-token middleware,
+//! the permission catalogue and the `authorize` check.
+
+pub mod authorize;
+pub mod handlers;
+pub mod permissions;
+pub mod principal;
+pub mod rate_limit;
+pub mod secrets;
+
+pub use authorize::{Access, access, authorize};
+pub use permissions::{Permission, PermissionSet, Role};
+pub use principal::{Auth, Principal, RequestMeta, UserAuth};

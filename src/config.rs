@@ -1,0 +1,77 @@
+//! Server settings: command-line flags with environment-variable fallbacks (clap).
+
+use clap::Args;
+use std::net::SocketAddr;
+
+/// Settings for `bedda-collab serve`. Every flag can also be set through the environment
+/// variable named next to it.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to listen on (port 0 picks a free port).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Postgres connection URL. The database is created if missing and migrated on start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/bedda_collab"
+    )]
+    pub database_url: String,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+
+    /// Public base URL of the web app, used to build invitation links.
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+
+    /// SMTP server for outgoing mail, e.g. `smtps://user:pass@mail.example.com` or
+    /// `smtp://127.0.0.1:2525`. Without it, invitation links are written to the log.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of outgoing mail.
+    #[arg(long, env = "SMTP_FROM", default_value = "bedda-collab <no-reply@bedda.ai>")]
+    pub smtp_from: String,
+
+    /// How often the mail outbox is polled for unsent mail, in milliseconds.
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 2000)]
+    pub outbox_poll_ms: u64,
+
+    /// Lifetime of a login session, in hours.
+    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 30)]
+    pub session_ttl_hours: i64,
+
+    /// Login attempts allowed per account per minute.
+    #[arg(long, env = "LOGIN_RATE_PER_ACCOUNT", default_value_t = 10)]
+    pub login_rate_per_account: u32,
+
+    /// Login attempts allowed per client address per minute.
+    #[arg(long, env = "LOGIN_RATE_PER_ADDRESS", default_value_t = 30)]
+    pub login_rate_per_address: u32,
+
+    /// Argon2id memory cost in KiB (OWASP minimum is 19456).
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info,bedda_collab=debug`.
+    #[arg(long, env = "LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// Settings for tests and embedding: defaults, with the given database.
+    pub fn for_database(database_url: &str) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Wrapper::parse_from(["bedda-collab"]).config;
+        config.database_url = database_url.to_owned();
+        config
+    }
+}

@@ -1,0 +1,112 @@
+//! Database access: the connection pool, creating the database, embedded migrations.
+
+pub mod schema;
+
+use anyhow::{Context, anyhow};
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// Builds the pool. Connections are opened lazily.
+pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .context("building the database pool")
+}
+
+/// Splits a Postgres URL into (URL of the `postgres` maintenance database, database name).
+pub fn split_database_url(database_url: &str) -> anyhow::Result<(String, String)> {
+    let mut url = url::Url::parse(database_url).context("DATABASE_URL is not a valid URL")?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    if name.is_empty() {
+        return Err(anyhow!("DATABASE_URL names no database"));
+    }
+    url.set_path("/postgres");
+    Ok((url.to_string(), name))
+}
+
+/// The URL with any password removed, safe to print.
+pub fn redact_url(database_url: &str) -> String {
+    match url::Url::parse(database_url) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparseable DATABASE_URL>".to_owned(),
+    }
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Connects to the maintenance database with tokio-postgres (no TLS), driving the
+/// connection on a background task.
+pub async fn admin_client(admin_url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "maintenance connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates the database named in `database_url` if it does not exist yet.
+pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
+    let (admin_url, name) = split_database_url(database_url)?;
+    let client = admin_client(&admin_url).await.map_err(|err| {
+        anyhow!(
+            "cannot reach Postgres at {} ({}); start Postgres or set DATABASE_URL / --database-url",
+            redact_url(database_url),
+            err
+        )
+    })?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .await
+        {
+            Ok(()) => tracing::info!(database = %name, "created database"),
+            // Another node created it at the same moment.
+            Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(err) => return Err(err).context("creating the database"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the embedded migrations that have not run yet.
+pub async fn run_migrations(database_url: &str) -> anyhow::Result<()> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use diesel::Connection;
+        use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+        let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::establish(&url).context("connecting to run migrations")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|err| anyhow!("running migrations: {err}"))?;
+        for migration in applied {
+            tracing::info!(%migration, "applied migration");
+        }
+        Ok(())
+    })
+    .await
+    .context("migration task panicked")?
+}

@@ -1,0 +1,218 @@
+//! The one error type of the server and its table of stable, machine-readable codes.
+//!
+//! Every code is declared once in [`codes!`] with its wire name, HTTP status and the
+//! WebSocket close code used when the error is fatal to a connection. Bodies are always
+//! `{"code": "...", "message": "..."}`; a 5xx body never carries internal text (the source
+//! is logged instead).
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde::Serialize;
+use std::borrow::Cow;
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $variant:ident => ($wire:literal, $status:literal, $close:literal), )*) => {
+        /// Stable error codes. The wire string never changes once published.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $( $(#[$doc])* $variant, )* }
+
+        impl ErrorCode {
+            /// Every code, in declaration order (used by docs and tests).
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant, )* ];
+
+            /// The machine-readable name sent to clients.
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $wire, )* }
+            }
+
+            /// The HTTP status this code maps to.
+            pub fn status(self) -> StatusCode {
+                match self { $( ErrorCode::$variant => StatusCode::from_u16($status).expect("valid status"), )* }
+            }
+
+            /// The WebSocket close code (4000–4999) used when this error ends a connection.
+            pub fn close_code(self) -> u16 {
+                match self { $( ErrorCode::$variant => $close, )* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The request body is not valid JSON or does not have the expected shape.
+    InvalidJson => ("invalid_json", 400, 4400),
+    /// A query-string parameter is missing or malformed.
+    InvalidQuery => ("invalid_query", 400, 4400),
+    /// A path parameter (usually an id) is malformed.
+    InvalidPath => ("invalid_path", 400, 4400),
+    /// The input is well-formed but a field breaks a rule (length, format, allowed values).
+    ValidationFailed => ("validation_failed", 422, 4422),
+    /// The body is larger than the server accepts.
+    PayloadTooLarge => ("payload_too_large", 413, 4413),
+    /// No valid credentials were presented.
+    Unauthenticated => ("unauthenticated", 401, 4401),
+    /// Email or password is wrong.
+    InvalidCredentials => ("invalid_credentials", 401, 4401),
+    /// The caller is authenticated but lacks the permission for this action.
+    PermissionDenied => ("permission_denied", 403, 4403),
+    /// The action needs a logged-in user; API tokens cannot do it.
+    UserRequired => ("user_required", 403, 4403),
+    /// Unknown route.
+    RouteNotFound => ("route_not_found", 404, 4404),
+    /// The HTTP method is not supported on this route.
+    MethodNotAllowed => ("method_not_allowed", 405, 4405),
+    /// The workspace does not exist or the caller is not a member of it.
+    WorkspaceNotFound => ("workspace_not_found", 404, 4404),
+    /// The user is not a member of this workspace.
+    MemberNotFound => ("member_not_found", 404, 4404),
+    /// No such invitation (also returned for a wrong invitation token).
+    InvitationNotFound => ("invitation_not_found", 404, 4404),
+    /// No such API token in this workspace.
+    TokenNotFound => ("token_not_found", 404, 4404),
+    /// An account with this email already exists.
+    EmailTaken => ("email_taken", 409, 4409),
+    /// The user is already a member of the workspace.
+    AlreadyMember => ("already_member", 409, 4409),
+    /// The last owner cannot leave, be removed or be demoted.
+    LastOwner => ("last_owner", 409, 4409),
+    /// The invitation's seven days have passed.
+    InvitationExpired => ("invitation_expired", 410, 4410),
+    /// The invitation was already accepted.
+    InvitationUsed => ("invitation_used", 410, 4410),
+    /// The invitation was revoked by an admin.
+    InvitationRevoked => ("invitation_revoked", 410, 4410),
+    /// The invitation was sent to a different email address than the caller's account.
+    InvitationEmailMismatch => ("invitation_email_mismatch", 403, 4403),
+    /// Too many attempts; retry later.
+    RateLimited => ("rate_limited", 429, 4429),
+    /// The database is unreachable or overloaded.
+    ServiceUnavailable => ("service_unavailable", 503, 1013),
+    /// Something failed inside the server; details are in its log, never in the response.
+    Internal => ("internal", 500, 1011),
+}
+
+/// The error every handler returns.
+#[derive(Debug)]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: Cow<'static, str>,
+    pub source: Option<anyhow::Error>,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, see docs/PROTOCOL.md and `GET /api/errors`.
+    pub code: &'static str,
+    /// Human-readable explanation; safe to show to users.
+    pub message: String,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An internal failure: the message goes to the log, clients see a generic text.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            message: Cow::Borrowed("internal server error"),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn validation(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::ValidationFailed, message)
+    }
+
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let message = if self.code.status().is_server_error() {
+            match self.code {
+                ErrorCode::ServiceUnavailable => "service temporarily unavailable".to_owned(),
+                _ => "internal server error".to_owned(),
+            }
+        } else {
+            self.message.to_string()
+        };
+        ErrorBody {
+            code: self.code.as_str(),
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source:#})")?;
+        }
+        Ok(())
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.code.status().is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if self.code == ErrorCode::RateLimited {
+            response.insert_header(("Retry-After", "60"));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        AppError::internal(err)
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
+    fn from(err: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        AppError {
+            code: ErrorCode::ServiceUnavailable,
+            message: Cow::Borrowed("database unavailable"),
+            source: Some(err.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_unique_and_close_codes_in_range() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate wire name {}", code.as_str());
+            let close = code.close_code();
+            assert!((4000..5000).contains(&close) || close == 1011 || close == 1013);
+        }
+    }
+
+    #[test]
+    fn server_errors_hide_their_text() {
+        let err = AppError::internal(anyhow::anyhow!("password=hunter2 at db.rs:12"));
+        let body = err.body();
+        assert_eq!(body.code, "internal");
+        assert!(!body.message.contains("hunter2"));
+    }
+}

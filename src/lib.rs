@@ -1,0 +1,13 @@
+//! bedda-collab: the real-time collaboration server behind bedda.ai.
+//! See docs/ARCHITECTURE.md for how the pieces fit.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod mail;
+pub mod openapi;
+pub mod validate;
+pub mod workspaces;
