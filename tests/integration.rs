@@ -1,0 +1,4 @@
+//! The one integration test binary: every test runs the real server against its own database.
+
+mod common;
+mod foundation;
