@@ -2,3 +2,4 @@
 //! API tokens, audit log, errors and docs.
 
 mod accounts;
+mod permission_matrix;
