@@ -7,8 +7,12 @@ use crate::auth::secrets::PasswordHashing;
 use crate::config::Config;
 use crate::db::{self, DbPool};
 use crate::error::{AppError, ErrorCode};
+use crate::gateway::connection::WsLimits;
 use crate::mail::Mailer;
 use crate::openapi;
+use crate::sessions::handlers as sessions;
+use crate::sessions::live::LiveConfig;
+use crate::sessions::registry::LiveSessions;
 use crate::workspaces::{api_tokens, handlers as ws, invitations, members};
 use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -16,6 +20,7 @@ use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 /// Largest JSON body accepted.
@@ -24,6 +29,12 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 /// State every handler can reach.
 pub struct AppState {
     pub pool: DbPool,
+    /// The session actors running on this node.
+    pub live: Arc<LiveSessions>,
+    pub ws_limits: WsLimits,
+    pub allowed_origins: Vec<String>,
+    /// Open WebSocket connections on this node.
+    pub connections: AtomicUsize,
     pub config: Config,
     pub passwords: PasswordHashing,
     pub login_limits: LoginLimits,
@@ -52,8 +63,33 @@ impl Application {
                 Duration::from_millis(config.outbox_poll_ms),
             )?;
         }
+        let live = LiveSessions::new(
+            pool.clone(),
+            LiveConfig {
+                idle_timeout: Duration::from_millis(config.session_idle_ms),
+                typing_ttl: Duration::from_millis(config.typing_ttl_ms),
+                typing_throttle: Duration::from_millis(config.typing_ttl_ms * 2 / 5),
+                ..LiveConfig::default()
+            },
+        );
+        let ws_limits = WsLimits {
+            heartbeat_interval: Duration::from_millis(config.ws_heartbeat_ms),
+            client_timeout: Duration::from_millis(config.ws_client_timeout_ms),
+            max_frame_bytes: config.ws_max_frame_bytes,
+            outbound_buffer_bytes: config.ws_outbound_buffer_bytes,
+            frames_per_second: config.ws_frames_per_second,
+        };
+        let allowed_origins = if config.allowed_origins.is_empty() {
+            vec![url::Url::parse(&config.public_url)?.origin().ascii_serialization()]
+        } else {
+            config.allowed_origins.clone()
+        };
         let state = web::Data::new(AppState {
             pool,
+            live,
+            ws_limits,
+            allowed_origins,
+            connections: AtomicUsize::new(0),
             passwords: PasswordHashing::new(config.argon2_memory_kib)?,
             login_limits: LoginLimits::new(config.login_rate_per_account, config.login_rate_per_address),
             mailer,
@@ -85,6 +121,7 @@ impl Application {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/ws", web::get().to(crate::gateway::connect))
         .route("/api/openapi.json", web::get().to(openapi::openapi_json))
         .service(openapi::scalar())
         .service(
@@ -112,7 +149,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(api_tokens::create_api_token)
                 .service(api_tokens::list_api_tokens)
                 .service(api_tokens::revoke_api_token)
-                .service(crate::audit::list_audit),
+                .service(crate::audit::list_audit)
+                .service(crate::gateway::tickets::create_ticket)
+                .service(sessions::create_session)
+                .service(sessions::list_sessions)
+                .service(sessions::get_session)
+                .service(sessions::update_session)
+                .service(sessions::archive_session)
+                .service(sessions::unarchive_session)
+                .service(sessions::list_participants)
+                .service(sessions::add_participant)
+                .service(sessions::remove_participant)
+                .service(sessions::list_messages),
         );
 }
 

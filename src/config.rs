@@ -56,6 +56,40 @@ pub struct Config {
     #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
 
+    /// Browser origins allowed to open WebSockets (comma-separated; `*` = any). Default:
+    /// the origin of `--public-url`. Requests without `Origin` (non-browsers) are allowed.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Server ping interval on WebSockets, in milliseconds.
+    #[arg(long, env = "WS_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub ws_heartbeat_ms: u64,
+
+    /// A WebSocket client silent for this long is dropped, in milliseconds.
+    #[arg(long, env = "WS_CLIENT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub ws_client_timeout_ms: u64,
+
+    /// Largest WebSocket frame accepted from a client, in bytes.
+    #[arg(long, env = "WS_MAX_FRAME_BYTES", default_value_t = 65_536)]
+    pub ws_max_frame_bytes: usize,
+
+    /// Outbound bytes queued for one client before it is disconnected as too slow
+    /// (close code 4008); it can reconnect and resume.
+    #[arg(long, env = "WS_OUTBOUND_BUFFER_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub ws_outbound_buffer_bytes: usize,
+
+    /// Frames a client may send per second (bursts of twice that).
+    #[arg(long, env = "WS_FRAMES_PER_SECOND", default_value_t = 20)]
+    pub ws_frames_per_second: u32,
+
+    /// A session actor with no subscribers stops after this long, in milliseconds.
+    #[arg(long, env = "SESSION_IDLE_MS", default_value_t = 30_000)]
+    pub session_idle_ms: u64,
+
+    /// A typing indicator expires after this long without a refresh, in milliseconds.
+    #[arg(long, env = "TYPING_TTL_MS", default_value_t = 5_000)]
+    pub typing_ttl_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,bedda_collab=debug`.
     #[arg(long, env = "LOG", default_value = "info")]
     pub log: String,

@@ -56,10 +56,8 @@ codes! {
     PermissionDenied => ("permission_denied", 403, 4403),
     /// The action needs a logged-in user; API tokens cannot do it.
     UserRequired => ("user_required", 403, 4403),
-    /// Unknown route.
+    /// Unknown route (or a method the route does not have).
     RouteNotFound => ("route_not_found", 404, 4404),
-    /// The HTTP method is not supported on this route.
-    MethodNotAllowed => ("method_not_allowed", 405, 4405),
     /// The workspace does not exist or the caller is not a member of it.
     WorkspaceNotFound => ("workspace_not_found", 404, 4404),
     /// The user is not a member of this workspace.
@@ -82,6 +80,24 @@ codes! {
     InvitationRevoked => ("invitation_revoked", 410, 4410),
     /// The invitation was sent to a different email address than the caller's account.
     InvitationEmailMismatch => ("invitation_email_mismatch", 403, 4403),
+    /// The chat session does not exist or the caller cannot see it.
+    SessionNotFound => ("session_not_found", 404, 4404),
+    /// No such message in this session.
+    MessageNotFound => ("message_not_found", 404, 4404),
+    /// The session is archived; it can be read but not written.
+    SessionArchived => ("session_archived", 409, 4409),
+    /// A WebSocket frame is not valid JSON or not a known frame.
+    InvalidFrame => ("invalid_frame", 400, 4400),
+    /// The topic is malformed or of a kind this endpoint does not serve.
+    UnknownTopic => ("unknown_topic", 404, 4404),
+    /// The action names a topic this connection has not subscribed to.
+    NotSubscribed => ("not_subscribed", 409, 4409),
+    /// The WebSocket handshake came from an origin that is not allowed.
+    OriginNotAllowed => ("origin_not_allowed", 403, 4403),
+    /// The client read too slowly and its outbound buffer filled; reconnect and resume.
+    SlowConsumer => ("slow_consumer", 503, 4008),
+    /// The caller's access to the topic was revoked while connected.
+    AccessRevoked => ("access_revoked", 403, 4403),
     /// Too many attempts; retry later.
     RateLimited => ("rate_limited", 429, 4429),
     /// The database is unreachable or overloaded.
@@ -101,7 +117,7 @@ pub struct AppError {
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable machine-readable code, see docs/PROTOCOL.md and `GET /api/errors`.
+    /// Stable machine-readable code; the table is in docs/PROTOCOL.md.
     pub code: &'static str,
     /// Human-readable explanation; safe to show to users.
     pub message: String,

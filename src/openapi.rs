@@ -1,7 +1,7 @@
 //! The OpenAPI description of the REST API (`/api/openapi.json`) and its browsable docs
 //! (`/api/docs`, Scalar, served from the binary — nothing is downloaded at build time).
 
-use crate::{audit, auth, error, workspaces};
+use crate::{audit, auth, error, gateway, sessions, workspaces};
 use actix_web::{HttpResponse, Responder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -33,6 +33,17 @@ use utoipa_scalar::{Scalar, Servable};
     workspaces::api_tokens::list_api_tokens,
     workspaces::api_tokens::revoke_api_token,
     audit::list_audit,
+    gateway::tickets::create_ticket,
+    sessions::handlers::create_session,
+    sessions::handlers::list_sessions,
+    sessions::handlers::get_session,
+    sessions::handlers::update_session,
+    sessions::handlers::archive_session,
+    sessions::handlers::unarchive_session,
+    sessions::handlers::list_participants,
+    sessions::handlers::add_participant,
+    sessions::handlers::remove_participant,
+    sessions::handlers::list_messages,
 ))]
 struct ApiPaths;
 

@@ -86,7 +86,7 @@ CREATE TABLE email_outbox (
 );
 CREATE INDEX email_outbox_pending_idx ON email_outbox (next_attempt_at) WHERE sent_at IS NULL;
 
--- Every mutation writes one row here in its own transaction. No foreign keys, so the
+-- Every mutation writes one row here, in the mutation's own transaction. No foreign keys, so the
 -- trail outlives what it describes (a deleted workspace keeps its history).
 CREATE TABLE audit_log (
     id            BIGSERIAL PRIMARY KEY,

@@ -90,12 +90,18 @@ pub async fn access(conn: &mut AsyncPgConnection, principal: &Principal, workspa
             if token.workspace_id != workspace_id {
                 return Err(not_found());
             }
-            // A token never does more than its creator may do now: removing or demoting
-            // the creator narrows their tokens at once.
+            // A token never does more than its creator may do now: demoting the creator
+            // narrows their tokens at once, and removing them makes their tokens useless
+            // (not even membership-only reads such as the member list).
             let creator = find_member(conn, workspace_id, token.created_by)
                 .await?
-                .map(|m| m.effective())
-                .unwrap_or(PermissionSet::EMPTY);
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorCode::PermissionDenied,
+                        "the creator of this API token is no longer a member of the workspace",
+                    )
+                })?
+                .effective();
             Ok(Access {
                 workspace_id,
                 role: None,

@@ -16,6 +16,7 @@ pub enum SecretKind {
     Session,
     ApiToken,
     Invitation,
+    ConnectTicket,
 }
 
 impl SecretKind {
@@ -24,14 +25,20 @@ impl SecretKind {
             SecretKind::Session => "bcs_",
             SecretKind::ApiToken => "bct_",
             SecretKind::Invitation => "bci_",
+            SecretKind::ConnectTicket => "bcw_",
         }
     }
 
     /// Which kind a presented secret claims to be.
     pub fn of(secret: &str) -> Option<SecretKind> {
-        [SecretKind::Session, SecretKind::ApiToken, SecretKind::Invitation]
-            .into_iter()
-            .find(|k| secret.starts_with(k.prefix()))
+        [
+            SecretKind::Session,
+            SecretKind::ApiToken,
+            SecretKind::Invitation,
+            SecretKind::ConnectTicket,
+        ]
+        .into_iter()
+        .find(|k| secret.starts_with(k.prefix()))
     }
 }
 

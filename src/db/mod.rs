@@ -96,12 +96,22 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<()> {
     let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         use diesel::Connection;
+        use diesel::connection::SimpleConnection;
         use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
         let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
             AsyncConnectionWrapper::establish(&url).context("connecting to run migrations")?;
-        let applied = conn
+        // Nodes starting together migrate one at a time (session-level lock, released
+        // when this connection closes).
+        conn.batch_execute("SELECT pg_advisory_lock(72176)")
+            .context("taking the migration lock")?;
+        let applied: Vec<String> = conn
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|err| anyhow!("running migrations: {err}"))?;
+            .map_err(|err| anyhow!("running migrations: {err}"))?
+            .into_iter()
+            .map(|m| m.to_string())
+            .collect();
+        conn.batch_execute("SELECT pg_advisory_unlock(72176)")
+            .context("releasing the migration lock")?;
         for migration in applied {
             tracing::info!(%migration, "applied migration");
         }

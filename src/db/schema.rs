@@ -104,7 +104,86 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    chat_sessions (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        title -> Text,
+        visibility -> Text,
+        default_model -> Nullable<Text>,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        archived_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    connect_tickets (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    events (topic, seq) {
+        topic -> Text,
+        seq -> Int8,
+        kind -> Text,
+        data -> Jsonb,
+        actor_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_reactions (message_id, user_id, emoji) {
+        message_id -> Uuid,
+        user_id -> Uuid,
+        emoji -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        seq -> Int8,
+        author_id -> Nullable<Uuid>,
+        role -> Text,
+        body -> Text,
+        created_at -> Timestamptz,
+        edited_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    session_participants (session_id, user_id) {
+        session_id -> Uuid,
+        user_id -> Uuid,
+        role_override -> Nullable<Text>,
+        added_by -> Nullable<Uuid>,
+        added_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    topics (topic) {
+        topic -> Text,
+        last_seq -> Int8,
+    }
+}
+
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
+diesel::joinable!(chat_sessions -> workspaces (workspace_id));
+diesel::joinable!(message_reactions -> messages (message_id));
+diesel::joinable!(messages -> chat_sessions (session_id));
+diesel::joinable!(session_participants -> chat_sessions (session_id));
+diesel::joinable!(session_participants -> users (user_id));
 diesel::joinable!(invitations -> workspaces (workspace_id));
 diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(workspace_members -> users (user_id));
@@ -113,6 +192,13 @@ diesel::joinable!(workspace_members -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_log,
+    chat_sessions,
+    connect_tickets,
+    events,
+    message_reactions,
+    messages,
+    session_participants,
+    topics,
     email_outbox,
     invitations,
     user_sessions,

@@ -106,7 +106,7 @@ pub async fn create_api_token(
     let principal = Principal::User(user.clone());
     let mut conn = state.pool.get().await?;
     let acc = authorize(&mut conn, &principal, id, Permission::ManageApiTokens).await?;
-    if !permissions.is_subset(acc.permissions) {
+    if !permissions.closure().is_subset(acc.permissions) {
         return Err(AppError::forbidden(
             "a token cannot have permissions its creator does not hold",
         ));

@@ -250,6 +250,7 @@ pub async fn delete_workspace(
         .scope_boxed()
     })
     .await?;
+    state.live.access_changed(id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 

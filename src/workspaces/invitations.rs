@@ -106,9 +106,16 @@ pub async fn create_invitation(
     if role == Role::Owner && !acc.is_owner() {
         return Err(AppError::forbidden("only an owner can invite another owner"));
     }
+    // Inviting someone with a role hands out that role's permissions: without
+    // `manage_users` (which could set the role anyway) only a role within one's own reach.
+    if !acc.permissions.contains(Permission::ManageUsers) && !role.permissions().is_subset(acc.permissions) {
+        return Err(AppError::forbidden(format!(
+            "without `manage_users` you can only invite as a role whose permissions you hold; `{role}` has more"
+        )));
+    }
     if extra != crate::auth::PermissionSet::EMPTY {
         acc.require(Permission::ManagePermissions)?;
-        if !extra.is_subset(acc.permissions) {
+        if !extra.closure().is_subset(acc.permissions) {
             return Err(AppError::forbidden("you can only grant permissions you hold yourself"));
         }
     }

@@ -164,6 +164,7 @@ pub async fn update_member(
             .scope_boxed()
         })
         .await?;
+    state.live.access_changed(id, Some(user_id));
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -194,8 +195,8 @@ pub async fn set_member_permissions(
     let revoked = parse_grantable("revoked", &body.revoked)?;
     let mut conn = state.pool.get().await?;
     let acc = authorize(&mut conn, &principal, id, Permission::ManagePermissions).await?;
-    if !granted.is_subset(acc.permissions) {
-        return Err(AppError::forbidden("you can only grant permissions you hold yourself"));
+    if principal.user_id() == Some(user_id) {
+        return Err(AppError::forbidden("you cannot change your own permissions"));
     }
     let actor = Actor::new(&principal, &meta);
     let view = conn
@@ -204,6 +205,13 @@ pub async fn set_member_permissions(
                 lock_workspace(conn, id).await?;
                 let target = find_member(conn, id, user_id).await?.ok_or_else(member_not_found)?;
                 require_owner_for(&acc, target.role(), None)?;
+                // Whatever the change gives the member (implications included, and lifted
+                // revokes too) must be something the caller holds.
+                let before = target.effective();
+                let after = crate::auth::permissions::effective(target.role(), granted, revoked);
+                if !after.difference(before).is_subset(acc.permissions) {
+                    return Err(AppError::forbidden("you can only grant permissions you hold yourself"));
+                }
                 diesel::update(workspace_members::table.find((id, user_id)))
                     .set((
                         workspace_members::granted.eq(granted.names()),
@@ -228,6 +236,7 @@ pub async fn set_member_permissions(
             .scope_boxed()
         })
         .await?;
+    state.live.access_changed(id, Some(user_id));
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -280,6 +289,7 @@ pub async fn remove_member(
         .scope_boxed()
     })
     .await?;
+    state.live.access_changed(id, Some(user_id));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -313,5 +323,6 @@ pub async fn leave_workspace(
         .scope_boxed()
     })
     .await?;
+    state.live.access_changed(id, Some(user.id));
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod ws;
+
 use bedda_collab::app::Application;
 use bedda_collab::config::Config;
 use bedda_collab::db;
@@ -141,6 +143,8 @@ pub struct TestApp {
     pub port: u16,
     pub http: reqwest::Client,
     pub config: Config,
+    /// The server's shared state (to observe what an operator would: running actors).
+    pub state: actix_web::web::Data<bedda_collab::app::AppState>,
     handle: actix_web::dev::ServerHandle,
     // Dropped last: the server must stop before its database goes.
     pub db: TestDb,
@@ -168,12 +172,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     tweak(&mut config);
     let app = Application::build(config.clone()).await.expect("server builds");
     let handle = app.server.handle();
+    let state = app.state.clone();
     actix_web::rt::spawn(app.server);
     TestApp {
         base: format!("http://127.0.0.1:{}", app.port),
         port: app.port,
         http: reqwest::Client::new(),
         config,
+        state,
         handle,
         db,
     }

@@ -27,6 +27,8 @@ struct Fixture {
     target: User,
     invitation: Uuid,
     token: Uuid,
+    /// A workspace-visible chat session created by the founder, with `target` in it.
+    session: Uuid,
 }
 
 async fn fixture(app: &TestApp, role: Role) -> Fixture {
@@ -50,7 +52,17 @@ async fn fixture(app: &TestApp, role: Role) -> Fixture {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tok}");
+    let (session, _) = app.create_session(&founder, workspace, "workspace").await;
+    let (status, body) = app
+        .post(
+            &format!("/api/sessions/{session}/participants"),
+            Some(&founder.token),
+            json!({ "user_id": target.id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     Fixture {
+        session,
         workspace,
         actor,
         target,
@@ -257,6 +269,92 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Perm(P::ViewAuditLog),
             request: |f| (format!("/api/workspaces/{}/audit", f.workspace), None),
         },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/ws-tickets",
+            needs: Account,
+            request: |_| ("/api/ws-tickets".into(), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/workspaces/{id}/sessions",
+            needs: Perm(P::CreateSessions),
+            request: |f| {
+                (
+                    format!("/api/workspaces/{}/sessions", f.workspace),
+                    Some(json!({ "title": "Mine" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/workspaces/{id}/sessions",
+            needs: Perm(P::ViewSessions),
+            request: |f| (format!("/api/workspaces/{}/sessions", f.workspace), None),
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/sessions/{id}",
+            needs: Perm(P::ViewSessions),
+            request: |f| (format!("/api/sessions/{}", f.session), None),
+        },
+        Endpoint {
+            method: Method::PATCH,
+            template: "/api/sessions/{id}",
+            needs: Perm(P::ManageSessions),
+            request: |f| {
+                (
+                    format!("/api/sessions/{}", f.session),
+                    Some(json!({ "title": "Renamed" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/sessions/{id}/archive",
+            needs: Perm(P::ManageSessions),
+            request: |f| (format!("/api/sessions/{}/archive", f.session), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/sessions/{id}/unarchive",
+            needs: Perm(P::ManageSessions),
+            request: |f| (format!("/api/sessions/{}/unarchive", f.session), None),
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/sessions/{id}/participants",
+            needs: Perm(P::ViewSessions),
+            request: |f| (format!("/api/sessions/{}/participants", f.session), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/sessions/{id}/participants",
+            needs: Perm(P::ManageSessions),
+            request: |f| {
+                (
+                    format!("/api/sessions/{}/participants", f.session),
+                    Some(json!({ "user_id": f.target.id })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::DELETE,
+            template: "/api/sessions/{id}/participants/{user_id}",
+            needs: Perm(P::ManageSessions),
+            request: |f| {
+                (
+                    format!("/api/sessions/{}/participants/{}", f.session, f.target.id),
+                    None,
+                )
+            },
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/sessions/{id}/messages",
+            needs: Perm(P::ViewSessions),
+            request: |f| (format!("/api/sessions/{}/messages", f.session), None),
+        },
     ]
 }
 
@@ -352,6 +450,11 @@ async fn non_members_get_not_found_on_every_workspace_endpoint() {
             endpoint.method,
             endpoint.template
         );
-        assert_eq!(response["code"], "workspace_not_found");
+        let expected = if endpoint.template.starts_with("/api/sessions/") {
+            "session_not_found"
+        } else {
+            "workspace_not_found"
+        };
+        assert_eq!(response["code"], expected, "{} {}", endpoint.method, endpoint.template);
     }
 }

@@ -1,0 +1,123 @@
+//! The ordered event log: one gap-free sequence per topic, appended inside the caller's
+//! transaction, and read back for replay. A topic is `session:<id>`, `artifact:<id>`,
+//! `user:<id>` or `workspace:<id>`.
+
+use crate::db::schema::events;
+use crate::error::AppResult;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A topic name.
+pub fn session_topic(id: Uuid) -> String {
+    format!("session:{id}")
+}
+
+/// A committed, durable event.
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct Event {
+    pub topic: String,
+    pub seq: i64,
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub actor_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event with its wire frame serialized once, shared by every recipient.
+#[derive(Debug, Clone)]
+pub struct SharedEvent {
+    pub seq: i64,
+    pub frame: bytestring::ByteString,
+}
+
+impl SharedEvent {
+    pub fn new(event: &Event) -> Arc<Self> {
+        let frame = serde_json::json!({
+            "type": "event",
+            "topic": event.topic,
+            "seq": event.seq,
+            "kind": event.kind,
+            "data": event.data,
+            "actor_id": event.actor_id,
+            "at": event.created_at,
+        })
+        .to_string();
+        Arc::new(Self {
+            seq: event.seq,
+            frame: frame.into(),
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+struct LastSeq {
+    #[diesel(sql_type = BigInt)]
+    last_seq: i64,
+}
+
+/// Reserves `n` consecutive seqs on `topic` and returns the first. Locks the topic row
+/// until the transaction ends, so concurrent writers (on any node) queue up behind it.
+pub async fn reserve(conn: &mut AsyncPgConnection, topic: &str, n: i64) -> AppResult<i64> {
+    let row: LastSeq = diesel::sql_query(
+        "INSERT INTO topics (topic, last_seq) VALUES ($1, $2) \
+         ON CONFLICT (topic) DO UPDATE SET last_seq = topics.last_seq + EXCLUDED.last_seq \
+         RETURNING last_seq",
+    )
+    .bind::<Text, _>(topic)
+    .bind::<BigInt, _>(n)
+    .get_result(conn)
+    .await?;
+    Ok(row.last_seq - n + 1)
+}
+
+/// Appends one event at a seq reserved with [`reserve`].
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    seq: i64,
+    kind: &str,
+    data: serde_json::Value,
+    actor_id: Option<Uuid>,
+) -> AppResult<Event> {
+    Ok(diesel::insert_into(events::table)
+        .values((
+            events::topic.eq(topic),
+            events::seq.eq(seq),
+            events::kind.eq(kind),
+            events::data.eq(data),
+            events::actor_id.eq(actor_id),
+        ))
+        .returning(Event::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// The topic's last committed seq (0 when it has none).
+pub async fn last_seq(conn: &mut AsyncPgConnection, topic: &str) -> AppResult<i64> {
+    use crate::db::schema::topics;
+    Ok(topics::table
+        .find(topic)
+        .select(topics::last_seq)
+        .first(conn)
+        .await
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Events with `seq > after`, in order, at most `limit`.
+pub async fn after(conn: &mut AsyncPgConnection, topic: &str, after: i64, limit: i64) -> AppResult<Vec<Event>> {
+    Ok(events::table
+        .filter(events::topic.eq(topic))
+        .filter(events::seq.gt(after))
+        .order(events::seq.asc())
+        .limit(limit)
+        .select(Event::as_select())
+        .load(conn)
+        .await?)
+}

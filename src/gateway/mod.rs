@@ -1,0 +1,131 @@
+//! The WebSocket gateway: `GET /ws` (JSON protocol v1, docs/PROTOCOL.md). The handshake
+//! checks `Origin`, authenticates (Bearer header or a single-use connect ticket), and
+//! starts a connection actor. actix-web-actors is deprecated upstream in favour of
+//! actix-ws; it is used only inside this module so it can be swapped.
+
+pub mod connection;
+pub mod protocol;
+pub mod tickets;
+
+use crate::app::AppState;
+use crate::auth::principal::{Principal, resolve};
+use crate::db::schema::users;
+use crate::error::{AppError, ErrorCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web_actors::ws;
+use bytes::Bytes;
+use connection::Connection;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use futures_util::Stream;
+use serde::Deserialize;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectQuery {
+    /// A connect ticket from `POST /api/ws-tickets`.
+    pub ticket: Option<String>,
+}
+
+/// Whether a browser page at `origin` may open a socket here.
+fn origin_allowed(state: &AppState, req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        // Not a browser: cross-site hijacking needs a browser.
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else { return false };
+    state
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+}
+
+/// `GET /ws` — upgrade to the JSON real-time protocol.
+pub async fn connect(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+    query: web::Query<ConnectQuery>,
+) -> Result<HttpResponse, AppError> {
+    if !origin_allowed(&state, &req) {
+        return Err(AppError::new(
+            ErrorCode::OriginNotAllowed,
+            "this origin may not open a WebSocket here",
+        ));
+    }
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let user_id = if let Some(token) = header {
+        match resolve(&state, token).await? {
+            Principal::User(user) => user.id,
+            Principal::Token(_) => {
+                return Err(AppError::new(
+                    ErrorCode::UserRequired,
+                    "WebSocket connections are for logged-in users",
+                ));
+            }
+        }
+    } else if let Some(ticket) = &query.ticket {
+        let mut conn = state.pool.get().await?;
+        tickets::redeem(&mut conn, ticket).await?.ok_or_else(|| {
+            AppError::new(
+                ErrorCode::Unauthenticated,
+                "connect ticket expired, used or unknown; fetch a new one",
+            )
+        })?
+    } else {
+        return Err(AppError::new(
+            ErrorCode::Unauthenticated,
+            "authenticate with `Authorization: Bearer` or `?ticket=` from POST /api/ws-tickets",
+        ));
+    };
+    let mut conn = state.pool.get().await?;
+    let display_name: String = users::table
+        .find(user_id)
+        .select(users::display_name)
+        .first(&mut conn)
+        .await?;
+    drop(conn);
+
+    let mut response = ws::handshake(&req)
+        .map_err(|e| AppError::new(ErrorCode::InvalidFrame, format!("not a WebSocket upgrade: {e}")))?;
+    let outbound = Arc::new(AtomicUsize::new(0));
+    let actor = Connection::new(user_id, display_name, state.clone(), outbound.clone());
+    let codec = actix_http::ws::Codec::new().max_size(state.ws_limits.max_frame_bytes);
+    let frames = ws::WebsocketContext::with_codec(actor, stream, codec);
+    Ok(response.streaming(Counted {
+        inner: Box::pin(frames),
+        outbound,
+    }))
+}
+
+/// Counts the bytes the HTTP layer takes from the connection's outbound buffer, so the
+/// connection actor knows how much is still queued for a slow reader.
+struct Counted {
+    inner: Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>,
+    outbound: Arc<AtomicUsize>,
+}
+
+impl Stream for Counted {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(bytes))) = &polled {
+            let taken = bytes.len();
+            let _ = self
+                .outbound
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                    Some(queued.saturating_sub(taken))
+                });
+        }
+        polled
+    }
+}

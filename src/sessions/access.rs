@@ -1,0 +1,156 @@
+//! Who may do what in one chat session: the session row, the caller's workspace
+//! membership and participation, folded into a [`SessionAccess`]. Called at the REST edge
+//! and again inside every write transaction.
+
+use crate::auth::authorize::find_member;
+use crate::auth::permissions::{Permission, PermissionSet, Role, effective};
+use crate::db::schema::{chat_sessions, session_participants};
+use crate::error::{AppError, AppResult, ErrorCode};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who can see a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Participants only (and members with `manage_sessions`).
+    Private,
+    /// Every member with `view_sessions`.
+    Workspace,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Workspace => "workspace",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        if s == "workspace" {
+            Visibility::Workspace
+        } else {
+            Visibility::Private
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = chat_sessions)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub title: String,
+    pub visibility: String,
+    pub default_model: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+/// The caller's standing in one session.
+#[derive(Debug, Clone)]
+pub struct SessionAccess {
+    pub session: SessionRow,
+    pub user_id: Uuid,
+    /// The role that applies here: the participant's override, else the workspace role.
+    pub role: Role,
+    pub permissions: PermissionSet,
+    pub participant: bool,
+}
+
+impl SessionAccess {
+    pub fn visibility(&self) -> Visibility {
+        Visibility::parse(&self.session.visibility)
+    }
+
+    pub fn can(&self, permission: Permission) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub fn require(&self, permission: Permission) -> AppResult<()> {
+        if self.can(permission) {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                ErrorCode::PermissionDenied,
+                format!("this action requires the `{permission}` permission in this session"),
+            ))
+        }
+    }
+
+    /// May change settings and participants: the creator or `manage_sessions`.
+    pub fn require_manage(&self) -> AppResult<()> {
+        if self.session.created_by == self.user_id && self.participant || self.can(Permission::ManageSessions) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                "only the session's creator or someone with `manage_sessions` can do this",
+            ))
+        }
+    }
+
+    pub fn require_active(&self) -> AppResult<()> {
+        if self.session.archived_at.is_some() {
+            return Err(AppError::new(ErrorCode::SessionArchived, "the session is archived"));
+        }
+        Ok(())
+    }
+}
+
+fn not_found() -> AppError {
+    AppError::new(ErrorCode::SessionNotFound, "session not found")
+}
+
+/// The caller's access to a session, or `session_not_found` when they cannot see it.
+pub async fn session_access(conn: &mut AsyncPgConnection, session_id: Uuid, user_id: Uuid) -> AppResult<SessionAccess> {
+    let session: SessionRow = chat_sessions::table
+        .find(session_id)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)?;
+    let member = find_member(conn, session.workspace_id, user_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let participant: Option<Option<String>> = session_participants::table
+        .find((session_id, user_id))
+        .select(session_participants::role_override)
+        .first(conn)
+        .await
+        .optional()?;
+    let role = participant
+        .clone()
+        .flatten()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(member.role());
+    let permissions = if role == member.role() {
+        member.effective()
+    } else {
+        effective(
+            role,
+            PermissionSet::parse_lenient(&member.granted),
+            PermissionSet::parse_lenient(&member.revoked),
+        )
+    };
+    let access = SessionAccess {
+        session,
+        user_id,
+        role,
+        permissions,
+        participant: participant.is_some(),
+    };
+    let visible = access.participant
+        || access.can(Permission::ManageSessions)
+        || (access.visibility() == Visibility::Workspace && access.can(Permission::ViewSessions));
+    if !visible {
+        return Err(not_found());
+    }
+    Ok(access)
+}

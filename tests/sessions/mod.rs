@@ -1,0 +1,6 @@
+//! Tests of live chat sessions over WebSocket: ordering, acks, replay, presence, typing,
+//! connection health, permissions, and the REST side.
+
+mod connection;
+mod live;
+mod presence;
