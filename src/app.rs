@@ -4,10 +4,13 @@ use crate::auth::handlers as account;
 use crate::auth::principal::authenticate;
 use crate::auth::rate_limit::LoginLimits;
 use crate::auth::secrets::PasswordHashing;
+use crate::cluster::node::NodeConfig;
+use crate::cluster::{Bus, node};
 use crate::config::Config;
 use crate::db::{self, DbPool};
 use crate::error::{AppError, ErrorCode};
 use crate::gateway::connection::WsLimits;
+use crate::gateway::registry::Connections;
 use crate::mail::Mailer;
 use crate::openapi;
 use crate::sessions::handlers as sessions;
@@ -20,8 +23,9 @@ use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Largest JSON body accepted.
 pub const JSON_LIMIT: usize = 64 * 1024;
@@ -34,7 +38,12 @@ pub struct AppState {
     pub ws_limits: WsLimits,
     pub allowed_origins: Vec<String>,
     /// Open WebSocket connections on this node.
-    pub connections: AtomicUsize,
+    pub connections: Connections,
+    /// This node on the bus (its id, NOTIFY publishing).
+    pub bus: Arc<Bus>,
+    pub node: NodeConfig,
+    /// Set when the node is shutting down: background loops stop.
+    pub shutting_down: AtomicBool,
     pub config: Config,
     pub passwords: PasswordHashing,
     pub login_limits: LoginLimits,
@@ -63,8 +72,25 @@ impl Application {
                 Duration::from_millis(config.outbox_poll_ms),
             )?;
         }
+        let listener = TcpListener::bind(config.bind)?;
+        let port = listener.local_addr()?.port();
+        let node_config = NodeConfig {
+            address: config
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}:{port}", config.bind.ip())),
+            lease: Duration::from_millis(config.node_lease_ms),
+            heartbeat: Duration::from_millis(config.node_heartbeat_ms),
+        };
+        let bus = Arc::new(Bus::start(
+            Uuid::new_v4(),
+            pool.clone(),
+            Duration::from_millis(config.bus_tick_ms),
+        ));
+        node::register(&pool, bus.node_id, &node_config).await?;
         let live = LiveSessions::new(
             pool.clone(),
+            bus.clone(),
             LiveConfig {
                 idle_timeout: Duration::from_millis(config.session_idle_ms),
                 typing_ttl: Duration::from_millis(config.typing_ttl_ms),
@@ -89,16 +115,20 @@ impl Application {
             live,
             ws_limits,
             allowed_origins,
-            connections: AtomicUsize::new(0),
+            connections: Connections::default(),
+            bus,
+            node: node_config,
+            shutting_down: AtomicBool::new(false),
             passwords: PasswordHashing::new(config.argon2_memory_kib)?,
             login_limits: LoginLimits::new(config.login_rate_per_account, config.login_rate_per_address),
             mailer,
             config,
         });
         spawn_housekeeping(state.clone().into_inner());
+        node::spawn_heartbeat(state.clone().into_inner());
+        crate::cluster::listener::spawn(state.clone().into_inner());
+        tracing::info!(node = %state.bus.node_id, address = %state.node.address, "node joined the cluster");
 
-        let listener = TcpListener::bind(state.config.bind)?;
-        let port = listener.local_addr()?.port();
         let data = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -112,8 +142,25 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(5)
+        .disable_signals()
         .run();
         Ok(Self { port, server, state })
+    }
+}
+
+impl AppState {
+    /// Leaves the cluster gracefully: clients are told to move (1012 service restart),
+    /// presences and the lease are released now rather than at lease expiry.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        self.connections.close_all(1012, "service restart: reconnect");
+        if let Err(err) = node::leave(&self.pool, self.bus.node_id).await {
+            tracing::warn!(error = %err, "leaving the cluster cleanly failed; the lease will expire");
+        }
+        self.bus
+            .ephemeral(crate::cluster::Ephemeral::NodeDown { node: self.bus.node_id });
+        // Give the close frames and the last NOTIFY a moment to go out.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -160,7 +207,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(sessions::list_participants)
                 .service(sessions::add_participant)
                 .service(sessions::remove_participant)
-                .service(sessions::list_messages),
+                .service(sessions::list_messages)
+                .service(crate::cluster::admin::list_nodes),
         );
 }
 

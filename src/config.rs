@@ -90,6 +90,27 @@ pub struct Config {
     #[arg(long, env = "TYPING_TTL_MS", default_value_t = 5_000)]
     pub typing_ttl_ms: u64,
 
+    /// Emails of server administrators (comma-separated): they may read `/api/admin/*`.
+    #[arg(long, env = "ADMIN_EMAILS", value_delimiter = ',')]
+    pub admin_emails: Vec<String>,
+
+    /// The address other nodes and operators know this node by (default: http://<bind>).
+    #[arg(long, env = "ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// A node whose heartbeat stops is considered dead after this long, in milliseconds.
+    #[arg(long, env = "NODE_LEASE_MS", default_value_t = 10_000)]
+    pub node_lease_ms: u64,
+
+    /// How often a node renews its lease and looks for dead nodes, in milliseconds.
+    #[arg(long, env = "NODE_HEARTBEAT_MS", default_value_t = 2_000)]
+    pub node_heartbeat_ms: u64,
+
+    /// Ephemeral traffic (typing, presence) is batched into one NOTIFY per this many
+    /// milliseconds.
+    #[arg(long, env = "BUS_TICK_MS", default_value_t = 50)]
+    pub bus_tick_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,bedda_collab=debug`.
     #[arg(long, env = "LOG", default_value = "info")]
     pub log: String,

@@ -177,6 +177,8 @@ impl std::fmt::Display for AppError {
     }
 }
 
+impl std::error::Error for AppError {}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         self.code.status()

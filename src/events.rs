@@ -121,3 +121,20 @@ pub async fn after(conn: &mut AsyncPgConnection, topic: &str, after: i64, limit:
         .load(conn)
         .await?)
 }
+
+/// Every event with `seq > after`, paging through the log however many there are.
+pub async fn all_after(conn: &mut AsyncPgConnection, topic: &str, mut after: i64) -> AppResult<Vec<Event>> {
+    const PAGE: i64 = 500;
+    let mut all = Vec::new();
+    loop {
+        let page = self::after(conn, topic, after, PAGE).await?;
+        let done = (page.len() as i64) < PAGE;
+        if let Some(last) = page.last() {
+            after = last.seq;
+        }
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}

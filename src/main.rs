@@ -35,7 +35,21 @@ fn main() {
         match cli.command {
             Command::Serve(config) => {
                 let app = Application::build(config).await?;
+                // One machine-readable line on stdout, for scripts and the cluster tests.
+                println!(
+                    "bedda-collab listening on http://{}:{}",
+                    app.state.config.bind.ip(),
+                    app.port
+                );
                 tracing::info!(port = app.port, "listening");
+                let handle = app.server.handle();
+                let state = app.state.clone();
+                actix_web::rt::spawn(async move {
+                    shutdown_signal().await;
+                    tracing::info!("shutting down");
+                    state.shutdown().await;
+                    handle.stop(true).await;
+                });
                 app.server.await?;
             }
             Command::Migrate(config) => {
@@ -48,5 +62,16 @@ fn main() {
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }

@@ -1,7 +1,7 @@
 //! The OpenAPI description of the REST API (`/api/openapi.json`) and its browsable docs
 //! (`/api/docs`, Scalar, served from the binary — nothing is downloaded at build time).
 
-use crate::{audit, auth, error, gateway, sessions, workspaces};
+use crate::{audit, auth, cluster, error, gateway, sessions, workspaces};
 use actix_web::{HttpResponse, Responder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -44,6 +44,7 @@ use utoipa_scalar::{Scalar, Servable};
     sessions::handlers::add_participant,
     sessions::handlers::remove_participant,
     sessions::handlers::list_messages,
+    cluster::admin::list_nodes,
 ))]
 struct ApiPaths;
 

@@ -162,6 +162,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    nodes (id) {
+        id -> Uuid,
+        address -> Text,
+        started_at -> Timestamptz,
+        heartbeat_at -> Timestamptz,
+        lease_expires_at -> Timestamptz,
+        connections -> Int4,
+    }
+}
+
+diesel::table! {
+    presence (session_id, user_id, node_id) {
+        session_id -> Uuid,
+        user_id -> Uuid,
+        node_id -> Uuid,
+        display_name -> Text,
+        status -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     session_participants (session_id, user_id) {
         session_id -> Uuid,
         user_id -> Uuid,
@@ -197,6 +219,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     message_reactions,
     messages,
+    nodes,
+    presence,
     session_participants,
     topics,
     email_outbox,

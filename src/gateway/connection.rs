@@ -309,14 +309,34 @@ impl Actor for Connection {
             }
             ctx.ping(b"");
         });
-        self.state.connections.fetch_add(1, Ordering::Relaxed);
+        self.state.connections.register(self.id, ctx.address());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         for addr in self.subscriptions.values() {
             addr.do_send(Unsubscribe { conn_id: self.id });
         }
-        self.state.connections.fetch_sub(1, Ordering::Relaxed);
+        self.state.connections.unregister(self.id);
+    }
+}
+
+/// The server closes this connection (shutdown, node rejoin).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ServerClose {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Handler<ServerClose> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: ServerClose, ctx: &mut Self::Context) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Other(msg.code),
+            description: Some(msg.reason),
+        }));
+        ctx.stop();
     }
 }
 

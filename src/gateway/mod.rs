@@ -5,6 +5,7 @@
 
 pub mod connection;
 pub mod protocol;
+pub mod registry;
 pub mod tickets;
 
 use crate::app::AppState;

@@ -100,6 +100,7 @@ pub async fn create_session(
         Permission::CreateSessions,
     )
     .await?;
+    let bus = state.bus.clone();
     let (row, events) = conn
         .transaction::<_, AppError, _>(|conn| {
             async move {
@@ -124,6 +125,8 @@ pub async fn create_session(
                 )
                 .await?;
                 let joined = store::add_participant(conn, row.id, user.id, None, user.id).await?;
+                bus.notify_events(conn, &events::session_topic(row.id), &[created.clone(), joined.clone()])
+                    .await?;
                 Ok((row, vec![created, joined]))
             }
             .scope_boxed()
@@ -227,6 +230,7 @@ where
 {
     let user = user_of(principal)?;
     let mut conn = state.pool.get().await?;
+    let bus = state.bus.clone();
     let (access, event) = conn
         .transaction::<_, AppError, _>(|conn| {
             async move {
@@ -234,6 +238,8 @@ where
                 access.require_manage()?;
                 let data = change(conn).await?;
                 let event = store::append(conn, id, kind, data, Some(user)).await?;
+                bus.notify_events(conn, &events::session_topic(id), std::slice::from_ref(&event))
+                    .await?;
                 Ok((access, event))
             }
             .scope_boxed()
@@ -448,6 +454,7 @@ pub async fn add_participant(
     let user = user_of(&principal)?;
     let (target, role_override) = (body.user_id, body.role_override);
     let mut conn = state.pool.get().await?;
+    let bus = state.bus.clone();
     let event = conn
         .transaction::<_, AppError, _>(|conn| {
             async move {
@@ -466,7 +473,10 @@ pub async fn add_participant(
                         "that user is not a member of the workspace",
                     ));
                 }
-                store::add_participant(conn, id, target, role_override.map(|r| r.as_str()), user).await
+                let event = store::add_participant(conn, id, target, role_override.map(|r| r.as_str()), user).await?;
+                bus.notify_events(conn, &events::session_topic(id), std::slice::from_ref(&event))
+                    .await?;
+                Ok(event)
             }
             .scope_boxed()
         })
@@ -489,6 +499,7 @@ pub async fn remove_participant(
     let (id, target) = path.into_inner();
     let user = user_of(&principal)?;
     let mut conn = state.pool.get().await?;
+    let bus = state.bus.clone();
     let event = conn
         .transaction::<_, AppError, _>(|conn| {
             async move {
@@ -505,14 +516,17 @@ pub async fn remove_participant(
                         "that user is not a participant",
                     ));
                 }
-                store::append(
+                let event = store::append(
                     conn,
                     id,
                     "participant.removed",
                     serde_json::json!({ "user_id": target }),
                     Some(user),
                 )
-                .await
+                .await?;
+                bus.notify_events(conn, &events::session_topic(id), std::slice::from_ref(&event))
+                    .await?;
+                Ok(event)
             }
             .scope_boxed()
         })

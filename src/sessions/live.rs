@@ -1,24 +1,29 @@
 //! The `LiveSession` actor: one per chat session per node that has subscribers. It orders
 //! committed events by seq (deduping, filling gaps from the log), replays what a
-//! subscriber missed, fans out to local connections, and keeps presence and typing.
-//! Writes go to a group-commit writer task; acks are sent only after commit.
+//! subscriber missed, fans out to local connections, and keeps presence and typing
+//! (`presence.rs`). Writes go to the group-commit writer (`writer.rs`); acks are sent only
+//! after commit.
 
+use crate::cluster::Bus;
 use crate::db::DbPool;
 use crate::error::{AppError, ErrorCode};
 use crate::events::{self, Event, SharedEvent};
 use crate::sessions::access::session_access;
+use crate::sessions::presence::{PresenceEntry, TypingEntry};
 use crate::sessions::registry::LiveSessions;
-use crate::sessions::store::{self, Action};
+use crate::sessions::store::Action;
+use crate::sessions::writer::{WriteJob, writer_loop};
 use actix::prelude::*;
 use bytestring::ByteString;
-use diesel_async::AsyncConnection;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+pub use crate::cluster::bus::PresenceState;
+pub use crate::sessions::presence::{CatchUp, NodeDown, RemotePresence, RemoteTyping};
 
 /// What a session actor sends to a connection.
 #[derive(Message, Clone)]
@@ -121,10 +126,10 @@ pub struct Publish(pub Vec<Event>);
 #[rtype(result = "()")]
 pub struct RecheckAccess(pub Option<Uuid>);
 
-/// Internal: the writer finished `n` jobs.
+/// The writer finished `n` jobs.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct WritesDone(usize);
+pub struct WritesDone(pub usize);
 
 enum SubState {
     /// Authorizing and replaying; live events wait here.
@@ -140,38 +145,24 @@ struct Subscriber {
     state: SubState,
 }
 
-struct PresenceEntry {
-    display_name: String,
-    status: String,
-    connections: usize,
-}
-
-struct TypingEntry {
-    until: Instant,
-    last_broadcast: Instant,
-}
-
-struct WriteJob {
-    user_id: Uuid,
-    reference: Option<String>,
-    action: Action,
-    reply: Recipient<ToClient>,
-}
-
 pub struct LiveSession {
-    session_id: Uuid,
-    topic: String,
-    pool: DbPool,
+    pub(super) session_id: Uuid,
+    pub(super) topic: String,
+    pub(super) pool: DbPool,
+    pub(super) bus: Arc<Bus>,
     registry: Arc<LiveSessions>,
-    config: LiveConfig,
+    pub(super) config: LiveConfig,
     /// Highest seq fanned out; every event up to it has been delivered in order.
-    last_seq: i64,
+    pub(super) last_seq: i64,
     /// Events that arrived ahead of a gap.
     pending: BTreeMap<i64, Arc<SharedEvent>>,
     gap_fill_scheduled: bool,
     subscribers: HashMap<Uuid, Subscriber>,
-    presence: HashMap<Uuid, PresenceEntry>,
-    typing: HashMap<Uuid, TypingEntry>,
+    /// Users connected through this node.
+    pub(super) presence: HashMap<Uuid, PresenceEntry>,
+    /// Users connected through other nodes, per node.
+    pub(super) remote: HashMap<Uuid, HashMap<Uuid, PresenceState>>,
+    pub(super) typing: HashMap<Uuid, TypingEntry>,
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     writes_in_flight: usize,
 }
@@ -182,6 +173,7 @@ impl LiveSession {
             session_id,
             topic: events::session_topic(session_id),
             pool,
+            bus: registry.bus().clone(),
             registry,
             config,
             last_seq: 0,
@@ -189,6 +181,7 @@ impl LiveSession {
             gap_fill_scheduled: false,
             subscribers: HashMap::new(),
             presence: HashMap::new(),
+            remote: HashMap::new(),
             typing: HashMap::new(),
             writer: None,
             writes_in_flight: 0,
@@ -196,7 +189,7 @@ impl LiveSession {
     }
 
     /// Sends a frame to every live subscriber except those of `except_user`.
-    fn broadcast(&self, frame: &ByteString, except_user: Option<Uuid>) {
+    pub(super) fn broadcast(&self, frame: &ByteString, except_user: Option<Uuid>) {
         for sub in self.subscribers.values() {
             if matches!(sub.state, SubState::Live { .. }) && Some(sub.user_id) != except_user {
                 sub.recipient.do_send(ToClient::Frame(frame.clone()));
@@ -218,9 +211,9 @@ impl LiveSession {
         }
     }
 
-    /// Accepts committed events in any order; fans out in seq order without gaps or
-    /// duplicates.
-    fn accept(&mut self, events: Vec<Event>, ctx: &mut Context<Self>) {
+    /// Accepts committed events in any order and from any source; fans out in seq order
+    /// without gaps or duplicates.
+    pub(super) fn accept(&mut self, events: Vec<Event>, ctx: &mut Context<Self>) {
         for event in events {
             if event.seq > self.last_seq {
                 self.pending
@@ -264,30 +257,12 @@ impl LiveSession {
         }));
     }
 
-    fn presence_json(&self, user_id: Uuid, entry: &PresenceEntry) -> serde_json::Value {
-        json!({ "user_id": user_id, "display_name": entry.display_name, "status": entry.status })
-    }
-
-    fn presence_diff(&self, joins: Vec<serde_json::Value>, leaves: Vec<Uuid>) {
-        let frame = frame(json!({ "type": "presence", "topic": self.topic, "joins": joins, "leaves": leaves }));
-        self.broadcast(&frame, None);
-    }
-
     fn remove_subscriber(&mut self, conn_id: Uuid, ctx: &mut Context<Self>) {
         let Some(sub) = self.subscribers.remove(&conn_id) else {
             return;
         };
-        if matches!(sub.state, SubState::Live { .. })
-            && let Some(entry) = self.presence.get_mut(&sub.user_id)
-        {
-            entry.connections -= 1;
-            if entry.connections == 0 {
-                self.presence.remove(&sub.user_id);
-                if self.typing.remove(&sub.user_id).is_some() {
-                    self.typing_frame(sub.user_id, false);
-                }
-                self.presence_diff(Vec::new(), vec![sub.user_id]);
-            }
+        if matches!(sub.state, SubState::Live { .. }) {
+            self.local_leave(sub.user_id, ctx);
         }
         self.schedule_idle_stop(ctx);
     }
@@ -302,11 +277,6 @@ impl LiveSession {
         }
     }
 
-    fn typing_frame(&self, user_id: Uuid, typing: bool) {
-        let frame = frame(json!({ "type": "typing", "topic": self.topic, "user_id": user_id, "typing": typing }));
-        self.broadcast(&frame, Some(user_id));
-    }
-
     fn live_user(&self, conn_id: Uuid) -> Option<Uuid> {
         self.subscribers
             .get(&conn_id)
@@ -314,12 +284,59 @@ impl LiveSession {
             .map(|s| s.user_id)
     }
 
+    /// Finishes a subscribe once authorized and loaded: `subscribed`, the replay, the
+    /// events buffered meanwhile, `caught_up`; then the subscriber is live.
+    fn complete_subscribe(&mut self, msg: &Subscribe, head: i64, replay: Vec<Event>, ctx: &mut Context<Self>) {
+        let Some(sub) = self.subscribers.get_mut(&msg.conn_id) else {
+            return;
+        };
+        let SubState::CatchingUp(buffered) = std::mem::replace(&mut sub.state, SubState::Live { last_sent: 0 }) else {
+            return;
+        };
+        let typing: Vec<Uuid> = self.typing.keys().copied().collect();
+        let mut presence = self.snapshot();
+        if self.merged(msg.user_id).is_none() {
+            let me = PresenceState {
+                display_name: msg.display_name.clone(),
+                status: "online".to_owned(),
+            };
+            presence.push(Self::presence_json(msg.user_id, &me));
+        }
+        msg.recipient.do_send(ToClient::Frame(frame(json!({
+            "type": "subscribed", "ref": msg.reference, "topic": self.topic, "head_seq": head,
+            "presence": presence, "typing": typing,
+        }))));
+        let mut last_sent = msg.after_seq.unwrap_or(head);
+        for event in replay.iter().map(SharedEvent::new).chain(buffered) {
+            if event.seq > last_sent {
+                last_sent = event.seq;
+                msg.recipient.do_send(ToClient::Frame(event.frame.clone()));
+            }
+        }
+        msg.recipient.do_send(ToClient::Frame(frame(
+            json!({ "type": "caught_up", "topic": self.topic, "seq": last_sent }),
+        )));
+        if let Some(sub) = self.subscribers.get_mut(&msg.conn_id) {
+            sub.state = SubState::Live { last_sent };
+        }
+        self.local_join(msg.user_id, &msg.display_name, ctx);
+        // Events the log had beyond what was fanned out here: take them in too.
+        self.accept(replay, ctx);
+    }
+
     fn start_writer(&mut self, ctx: &mut Context<Self>) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.writer = Some(tx);
-        let (pool, session_id, max_batch, me) =
-            (self.pool.clone(), self.session_id, self.config.max_batch, ctx.address());
-        actix::spawn(writer_loop(pool, session_id, max_batch, rx, me));
+        let max_batch = self.config.max_batch;
+        let job = writer_loop(
+            self.pool.clone(),
+            self.bus.clone(),
+            self.session_id,
+            max_batch,
+            rx,
+            ctx.address(),
+        );
+        actix::spawn(job);
     }
 }
 
@@ -328,33 +345,25 @@ impl Actor for LiveSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.start_writer(ctx);
-        // Learn where the log stands before handling anything else.
+        // Learn where the log and the other nodes stand before handling anything else.
         let (pool, topic) = (self.pool.clone(), self.topic.clone());
+        let remote = self.load_remote_presence();
         let load = async move {
             let mut conn = pool.get().await?;
-            events::last_seq(&mut conn, &topic).await
+            let seq = events::last_seq(&mut conn, &topic).await?;
+            Ok::<_, AppError>((seq, remote.await?))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok(seq) => act.last_seq = seq,
+            Ok((seq, remote)) => {
+                act.last_seq = seq;
+                act.replace_remote(remote);
+            }
             Err(err) => {
-                tracing::error!(error = %err, topic = %act.topic, "cannot load the session's seq; stopping");
+                tracing::error!(error = %err, topic = %act.topic, "cannot load the session's state; stopping");
                 ctx.stop();
             }
         }));
-        // Typing indicators expire by themselves.
-        ctx.run_interval(Duration::from_millis(500), |act, _| {
-            let now = Instant::now();
-            let expired: Vec<Uuid> = act
-                .typing
-                .iter()
-                .filter(|(_, t)| t.until <= now)
-                .map(|(u, _)| *u)
-                .collect();
-            for user in expired {
-                act.typing.remove(&user);
-                act.typing_frame(user, false);
-            }
-        });
+        ctx.run_interval(Duration::from_millis(250), |act, _| act.expire_typing());
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -371,11 +380,10 @@ impl Handler<Subscribe> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) {
-        let conn_id = msg.conn_id;
         // A re-subscribe of the same connection replaces the old subscription.
-        self.remove_subscriber(conn_id, ctx);
+        self.remove_subscriber(msg.conn_id, ctx);
         self.subscribers.insert(
-            conn_id,
+            msg.conn_id,
             Subscriber {
                 user_id: msg.user_id,
                 recipient: msg.recipient.clone(),
@@ -388,85 +396,29 @@ impl Handler<Subscribe> for LiveSession {
             let mut conn = pool.get().await?;
             session_access(&mut conn, session_id, user_id).await?;
             let head = events::last_seq(&mut conn, &topic).await?;
-            let mut replay = Vec::new();
-            if let Some(mut after) = after_seq {
-                if after > head {
+            let replay = match after_seq {
+                Some(after) if after > head => {
                     return Err(AppError::validation(format!(
                         "`after_seq` {after} is ahead of the session (at {head})"
                     )));
                 }
-                // Page through however many were missed.
-                loop {
-                    let page = events::after(&mut conn, &topic, after, 500).await?;
-                    let done = page.len() < 500;
-                    if let Some(last) = page.last() {
-                        after = last.seq;
-                    }
-                    replay.extend(page);
-                    if done {
-                        break;
-                    }
-                }
-            }
+                Some(after) => events::all_after(&mut conn, &topic, after).await?,
+                None => Vec::new(),
+            };
             Ok((head, replay))
         };
-        ctx.spawn(load.into_actor(self).map(move |result, act, ctx| {
-            let reference = msg.reference.as_deref();
-            let Some(sub) = act.subscribers.get_mut(&conn_id) else {
-                return;
-            };
-            let (head, replay) = match result {
-                Ok(ok) => ok,
-                Err(err) => {
-                    msg.recipient
-                        .do_send(ToClient::Frame(error_frame(reference, Some(&act.topic), &err)));
+        ctx.spawn(load.into_actor(self).map(move |result, act, ctx| match result {
+            Ok((head, replay)) => act.complete_subscribe(&msg, head, replay, ctx),
+            Err(err) => {
+                if act.subscribers.remove(&msg.conn_id).is_some() {
+                    let frame = error_frame(msg.reference.as_deref(), Some(&act.topic), &err);
+                    msg.recipient.do_send(ToClient::Frame(frame));
                     msg.recipient.do_send(ToClient::Dropped {
                         topic: act.topic.clone(),
                     });
-                    act.subscribers.remove(&conn_id);
-                    act.schedule_idle_stop(ctx);
-                    return;
                 }
-            };
-            let SubState::CatchingUp(buffered) = std::mem::replace(&mut sub.state, SubState::Live { last_sent: 0 })
-            else {
-                return;
-            };
-            // Presence: one entry per user, however many tabs.
-            let entry = act.presence.entry(msg.user_id).or_insert_with(|| PresenceEntry {
-                display_name: msg.display_name.clone(),
-                status: "online".to_owned(),
-                connections: 0,
-            });
-            entry.connections += 1;
-            let first_tab = entry.connections == 1;
-            let snapshot: Vec<_> = act.presence.iter().map(|(u, e)| act.presence_json(*u, e)).collect();
-            let typing: Vec<Uuid> = act.typing.keys().copied().collect();
-            msg.recipient.do_send(ToClient::Frame(frame(json!({
-                "type": "subscribed", "ref": reference, "topic": act.topic, "head_seq": head,
-                "presence": snapshot, "typing": typing,
-            }))));
-            let mut last_sent = after_seq.unwrap_or(head);
-            for event in replay.iter().map(SharedEvent::new).chain(buffered) {
-                if event.seq > last_sent {
-                    last_sent = event.seq;
-                    msg.recipient.do_send(ToClient::Frame(event.frame.clone()));
-                }
+                act.schedule_idle_stop(ctx);
             }
-            msg.recipient.do_send(ToClient::Frame(frame(json!({
-                "type": "caught_up", "topic": act.topic, "seq": last_sent,
-            }))));
-            if let Some(sub) = act.subscribers.get_mut(&conn_id) {
-                sub.state = SubState::Live { last_sent };
-            }
-            if first_tab {
-                let entry = &act.presence[&msg.user_id];
-                let join = act.presence_json(msg.user_id, entry);
-                let frame = frame(json!({ "type": "presence", "topic": act.topic, "joins": [join], "leaves": [] }));
-                act.broadcast(&frame, Some(msg.user_id));
-            }
-            // Events the log had beyond what we fanned out: take them in too.
-            act.accept(replay, ctx);
         }));
     }
 }
@@ -495,8 +447,8 @@ impl Handler<Write> for LiveSession {
             )));
             return;
         }
-        if matches!(msg.action, Action::Send { .. }) && self.typing.remove(&msg.user_id).is_some() {
-            self.typing_frame(msg.user_id, false);
+        if matches!(msg.action, Action::Send { .. }) {
+            self.local_typing(msg.user_id, false);
         }
         let job = WriteJob {
             user_id: msg.user_id,
@@ -533,36 +485,8 @@ impl Handler<Typing> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: Typing, _ctx: &mut Self::Context) {
-        let Some(user_id) = self.live_user(msg.conn_id) else {
-            return;
-        };
-        let now = Instant::now();
-        if !msg.typing {
-            if self.typing.remove(&user_id).is_some() {
-                self.typing_frame(user_id, false);
-            }
-            return;
-        }
-        let throttle = self.config.typing_throttle;
-        let until = now + self.config.typing_ttl;
-        match self.typing.get_mut(&user_id) {
-            Some(entry) => {
-                entry.until = until;
-                if now.duration_since(entry.last_broadcast) >= throttle {
-                    entry.last_broadcast = now;
-                    self.typing_frame(user_id, true);
-                }
-            }
-            None => {
-                self.typing.insert(
-                    user_id,
-                    TypingEntry {
-                        until,
-                        last_broadcast: now,
-                    },
-                );
-                self.typing_frame(user_id, true);
-            }
+        if let Some(user_id) = self.live_user(msg.conn_id) {
+            self.local_typing(user_id, msg.typing);
         }
     }
 }
@@ -570,19 +494,10 @@ impl Handler<Typing> for LiveSession {
 impl Handler<SetStatus> for LiveSession {
     type Result = ();
 
-    fn handle(&mut self, msg: SetStatus, _ctx: &mut Self::Context) {
-        let Some(user_id) = self.live_user(msg.conn_id) else {
-            return;
-        };
-        let Some(entry) = self.presence.get_mut(&user_id) else {
-            return;
-        };
-        if entry.status == msg.status {
-            return;
+    fn handle(&mut self, msg: SetStatus, ctx: &mut Self::Context) {
+        if let Some(user_id) = self.live_user(msg.conn_id) {
+            self.set_status(user_id, msg.status, ctx);
         }
-        entry.status = msg.status;
-        let join = self.presence_json(user_id, &self.presence[&user_id]);
-        self.presence_diff(vec![join], Vec::new());
     }
 }
 
@@ -632,85 +547,4 @@ impl Handler<RecheckAccess> for LiveSession {
             }
         }));
     }
-}
-
-/// Commits queued writes in groups: one transaction (one round trip of COMMIT) for all
-/// writes that queued up while the previous group was committing. Acks go out only after
-/// the commit; a group that fails is retried one write at a time so one bad write cannot
-/// sink the others.
-async fn writer_loop(
-    pool: DbPool,
-    session_id: Uuid,
-    max_batch: usize,
-    mut rx: mpsc::UnboundedReceiver<WriteJob>,
-    session: Addr<LiveSession>,
-) {
-    let topic = events::session_topic(session_id);
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let n = batch.len();
-        let outcomes = match commit(&pool, session_id, &batch).await {
-            Ok(outcomes) => outcomes,
-            Err(err) => {
-                tracing::warn!(error = %err, %topic, jobs = n, "group commit failed; retrying one by one");
-                let mut outcomes = Vec::with_capacity(n);
-                for job in &batch {
-                    let one = commit(&pool, session_id, std::slice::from_ref(job)).await;
-                    outcomes.push(one.and_then(|mut o| o.pop().expect("one outcome")));
-                }
-                outcomes
-            }
-        };
-        let committed: Vec<Event> = outcomes
-            .iter()
-            .filter_map(|o| o.as_ref().ok())
-            .flatten()
-            .cloned()
-            .collect();
-        if !committed.is_empty() {
-            session.do_send(Publish(committed));
-        }
-        for (job, outcome) in batch.iter().zip(outcomes) {
-            let reference = job.reference.as_deref();
-            let frame = match outcome {
-                Ok(events) => {
-                    let seq = events.last().map(|e| e.seq);
-                    frame(json!({ "type": "ack", "ref": reference, "topic": topic, "seq": seq }))
-                }
-                Err(err) => error_frame(reference, Some(&topic), &err),
-            };
-            job.reply.do_send(ToClient::Frame(frame));
-        }
-        session.do_send(WritesDone(n));
-    }
-}
-
-type Outcome = Result<Vec<Event>, AppError>;
-
-/// One transaction for a group of writes. Rule violations (permission, validation) are
-/// per-write outcomes; a database error fails the whole group.
-async fn commit(pool: &DbPool, session_id: Uuid, batch: &[WriteJob]) -> Result<Vec<Outcome>, AppError> {
-    let mut conn = pool.get().await?;
-    conn.transaction::<_, AppError, _>(|conn| {
-        async move {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for job in batch {
-                match store::apply(conn, session_id, job.user_id, job.action.clone()).await {
-                    Err(err) if err.code == ErrorCode::Internal || err.code == ErrorCode::ServiceUnavailable => {
-                        return Err(err);
-                    }
-                    outcome => outcomes.push(outcome),
-                }
-            }
-            Ok(outcomes)
-        }
-        .scope_boxed()
-    })
-    .await
 }

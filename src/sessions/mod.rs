@@ -4,5 +4,7 @@
 pub mod access;
 pub mod handlers;
 pub mod live;
+pub mod presence;
 pub mod registry;
 pub mod store;
+pub mod writer;

@@ -1,9 +1,14 @@
 //! The node's directory of running `LiveSession` actors: get-or-spawn by session id,
-//! local publishing of committed events, access re-checks after membership changes.
+//! routing of committed events and ephemeral traffic (local and from the bus) to them,
+//! access re-checks after membership changes.
 
+use crate::cluster::Bus;
+use crate::cluster::bus::{Ephemeral, PresenceState};
 use crate::db::DbPool;
 use crate::events::Event;
-use crate::sessions::live::{LiveConfig, LiveSession, Publish, RecheckAccess};
+use crate::sessions::live::{
+    CatchUp, LiveConfig, LiveSession, NodeDown, Publish, RecheckAccess, RemotePresence, RemoteTyping,
+};
 use actix::{Actor, Addr};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,17 +21,23 @@ struct Entry {
 
 pub struct LiveSessions {
     pool: DbPool,
+    bus: Arc<Bus>,
     config: LiveConfig,
     actors: Mutex<HashMap<Uuid, Entry>>,
 }
 
 impl LiveSessions {
-    pub fn new(pool: DbPool, config: LiveConfig) -> Arc<Self> {
+    pub fn new(pool: DbPool, bus: Arc<Bus>, config: LiveConfig) -> Arc<Self> {
         Arc::new(Self {
             pool,
+            bus,
             config,
             actors: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
     }
 
     /// The session's actor on this node, started if there is none (or it has stopped).
@@ -56,30 +67,76 @@ impl LiveSessions {
         }
     }
 
+    fn with(&self, session_id: Uuid, f: impl FnOnce(&Addr<LiveSession>)) {
+        if let Some(entry) = self.actors.lock().expect("registry lock").get(&session_id) {
+            f(&entry.addr);
+        }
+    }
+
+    fn each(&self, mut f: impl FnMut(&Entry)) {
+        for entry in self.actors.lock().expect("registry lock").values() {
+            f(entry);
+        }
+    }
+
+    pub fn is_running(&self, session_id: Uuid) -> bool {
+        self.actors.lock().expect("registry lock").contains_key(&session_id)
+    }
+
     /// Hands committed events to the session's actor, if it runs here.
     pub fn publish(&self, session_id: Uuid, events: Vec<Event>) {
-        if events.is_empty() {
-            return;
-        }
-        if let Some(entry) = self.actors.lock().expect("registry lock").get(&session_id) {
-            entry.addr.do_send(Publish(events));
+        if !events.is_empty() {
+            self.with(session_id, |a| a.do_send(Publish(events)));
         }
     }
 
-    /// A member's standing in a workspace changed: every session of it re-checks them.
+    /// A member's standing in a workspace changed: every session of it, on every node,
+    /// re-checks them (`None` = everyone).
     pub fn access_changed(&self, workspace_id: Uuid, user_id: Option<Uuid>) {
-        for entry in self.actors.lock().expect("registry lock").values() {
-            if entry.workspace_id == workspace_id {
-                entry.addr.do_send(RecheckAccess(user_id));
-            }
-        }
+        self.recheck_workspace(workspace_id, user_id);
+        self.bus.ephemeral(Ephemeral::Access {
+            workspace: workspace_id,
+            user: user_id,
+        });
     }
 
-    /// A session's visibility or participants changed: re-check its subscribers.
+    /// A session's visibility or participants changed: its subscribers re-check, everywhere.
     pub fn session_access_changed(&self, session_id: Uuid, user_id: Option<Uuid>) {
-        if let Some(entry) = self.actors.lock().expect("registry lock").get(&session_id) {
-            entry.addr.do_send(RecheckAccess(user_id));
-        }
+        self.recheck_session(session_id, user_id);
+        self.bus.ephemeral(Ephemeral::SessionAccess {
+            session: session_id,
+            user: user_id,
+        });
+    }
+
+    pub fn recheck_workspace(&self, workspace_id: Uuid, user_id: Option<Uuid>) {
+        self.each(|e| {
+            if e.workspace_id == workspace_id {
+                e.addr.do_send(RecheckAccess(user_id));
+            }
+        });
+    }
+
+    pub fn recheck_session(&self, session_id: Uuid, user_id: Option<Uuid>) {
+        self.with(session_id, |a| a.do_send(RecheckAccess(user_id)));
+    }
+
+    pub fn remote_typing(&self, session_id: Uuid, user: Uuid, typing: bool) {
+        self.with(session_id, |a| a.do_send(RemoteTyping { user, typing }));
+    }
+
+    pub fn remote_presence(&self, session_id: Uuid, user: Uuid, node: Uuid, state: Option<PresenceState>) {
+        self.with(session_id, |a| a.do_send(RemotePresence { user, node, state }));
+    }
+
+    /// A node is gone: every session drops the presences it held.
+    pub fn node_down(&self, node: Uuid) {
+        self.each(|e| e.addr.do_send(NodeDown(node)));
+    }
+
+    /// After the listener was lost: every session reads what it missed from the log.
+    pub fn catch_up_all(&self) {
+        self.each(|e| e.addr.do_send(CatchUp));
     }
 
     /// Number of session actors running on this node.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod ws;
 
 use bedda_collab::app::Application;
@@ -137,11 +138,26 @@ impl Drop for TestDb {
     }
 }
 
-/// A running server with its own database.
-pub struct TestApp {
+/// A client of one server (in-process or a separate node process).
+pub struct Api {
     pub base: String,
     pub port: u16,
     pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(port: u16) -> Self {
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub api: Api,
     pub config: Config,
     /// The server's shared state (to observe what an operator would: running actors).
     pub state: actix_web::web::Data<bedda_collab::app::AppState>,
@@ -175,9 +191,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let state = app.state.clone();
     actix_web::rt::spawn(app.server);
     TestApp {
-        base: format!("http://127.0.0.1:{}", app.port),
-        port: app.port,
-        http: reqwest::Client::new(),
+        api: Api::new(app.port),
         config,
         state,
         handle,
@@ -193,7 +207,14 @@ pub struct User {
     pub token: String,
 }
 
-impl TestApp {
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
     /// Sends a request; returns the status and the JSON body (`Null` when empty).
     pub async fn call(
         &self,
@@ -274,7 +295,9 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
         user
     }
+}
 
+impl TestApp {
     /// Number of rows in a table of this test's database.
     pub async fn count(&self, table: &str) -> i64 {
         let client = self.db.client().await;

@@ -1,6 +1,6 @@
 //! A real WebSocket client for tests (tokio-tungstenite), speaking the `/ws` JSON protocol.
 
-use super::{TestApp, User};
+use super::{Api, User};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub enum Ended {
     Error(String),
 }
 
-impl TestApp {
+impl Api {
     /// A single-use connect ticket for `user`.
     pub async fn ticket(&self, user: &User) -> String {
         let (status, body) = self.post("/api/ws-tickets", Some(&user.token), json!({})).await;
@@ -164,7 +164,7 @@ impl WsClient {
     }
 }
 
-impl TestApp {
+impl Api {
     /// A session in `workspace` created by `owner`; returns (id, topic).
     pub async fn create_session(&self, owner: &User, workspace: uuid::Uuid, visibility: &str) -> (uuid::Uuid, String) {
         let (status, body) = self

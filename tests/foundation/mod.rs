@@ -2,4 +2,10 @@
 //! API tokens, audit log, errors and docs.
 
 mod accounts;
+mod api_tokens;
+mod audit;
+mod errors;
+mod invitations;
+mod mail;
 mod permission_matrix;
+mod workspaces;

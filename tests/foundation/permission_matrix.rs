@@ -18,6 +18,8 @@ enum Needs {
     Member,
     /// A workspace permission.
     Perm(Permission),
+    /// A server administrator (email in `--admin-emails`): no workspace role grants it.
+    ServerAdmin,
 }
 
 /// A workspace with a member of the role under test, plus things to act on.
@@ -270,6 +272,12 @@ fn endpoints() -> Vec<Endpoint> {
             request: |f| (format!("/api/workspaces/{}/audit", f.workspace), None),
         },
         Endpoint {
+            method: Method::GET,
+            template: "/api/admin/nodes",
+            needs: ServerAdmin,
+            request: |_| ("/api/admin/nodes".into(), None),
+        },
+        Endpoint {
             method: Method::POST,
             template: "/api/ws-tickets",
             needs: Account,
@@ -401,6 +409,7 @@ async fn every_workspace_endpoint_by_every_role() {
             let allowed = match endpoint.needs {
                 Needs::Account | Needs::Member => true,
                 Needs::Perm(p) => effective(role, PermissionSet::EMPTY, PermissionSet::EMPTY).contains(p),
+                Needs::ServerAdmin => false,
             };
             let f = fixture(&app, role).await;
             let (path, body) = (endpoint.request)(&f);
@@ -435,7 +444,7 @@ async fn non_members_get_not_found_on_every_workspace_endpoint() {
     let app = spawn_app().await;
     let stranger = app.register("stranger").await;
     for endpoint in endpoints() {
-        if matches!(endpoint.needs, Needs::Account) {
+        if matches!(endpoint.needs, Needs::Account | Needs::ServerAdmin) {
             continue;
         }
         let f = fixture(&app, Role::Editor).await;

@@ -156,7 +156,7 @@ async fn a_silent_client_is_dropped() {
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let ended = c.ended().await;
     assert!(matches!(ended, Ended::Closed(_) | Ended::Error(_)), "{ended:?}");
-    assert_eq!(app.state.connections.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(app.state.connections.count(), 0);
 }
 
 #[actix_web::test]

@@ -4,3 +4,4 @@
 mod connection;
 mod live;
 mod presence;
+mod rest;

@@ -1,0 +1,144 @@
+//! This node's lease in the `nodes` table: registration, heartbeat, reaping the leases of
+//! dead nodes (their presences go, and everyone is told), and rejoining as a fresh node if
+//! this one was paused past its own lease.
+
+use crate::app::AppState;
+use crate::cluster::bus::Ephemeral;
+use crate::db::DbPool;
+use crate::db::schema::{nodes, presence};
+use crate::error::{AppError, AppResult};
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Lease settings of this node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub address: String,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+}
+
+fn lease_end(lease: Duration) -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(10))
+}
+
+/// Writes this node's row with a fresh lease.
+pub async fn register(pool: &DbPool, node_id: Uuid, config: &NodeConfig) -> AppResult<()> {
+    let mut conn = pool.get().await?;
+    diesel::insert_into(nodes::table)
+        .values((
+            nodes::id.eq(node_id),
+            nodes::address.eq(&config.address),
+            nodes::lease_expires_at.eq(lease_end(config.lease)),
+        ))
+        .on_conflict(nodes::id)
+        .do_update()
+        .set((
+            nodes::lease_expires_at.eq(lease_end(config.lease)),
+            nodes::heartbeat_at.eq(Utc::now()),
+        ))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// Renews the lease only if it has not already expired; false means it had.
+async fn renew(pool: &DbPool, node_id: Uuid, config: &NodeConfig, connections: i32) -> AppResult<bool> {
+    let mut conn = pool.get().await?;
+    let now = Utc::now();
+    let renewed = diesel::update(nodes::table.find(node_id).filter(nodes::lease_expires_at.gt(now)))
+        .set((
+            nodes::lease_expires_at.eq(lease_end(config.lease)),
+            nodes::heartbeat_at.eq(now),
+            nodes::connections.eq(connections),
+        ))
+        .execute(&mut conn)
+        .await?;
+    Ok(renewed == 1)
+}
+
+/// Removes expired nodes and their presences in one transaction; returns the dead ids.
+/// Several survivors may race: the row delete decides who reaps each node.
+pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, AppError, _>(|conn| {
+        async move {
+            let dead: Vec<Uuid> = diesel::delete(nodes::table.filter(nodes::lease_expires_at.lt(Utc::now())))
+                .returning(nodes::id)
+                .get_results(conn)
+                .await?;
+            if !dead.is_empty() {
+                diesel::delete(presence::table.filter(presence::node_id.eq_any(&dead)))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(dead)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Leaves the cluster on shutdown: presences and the lease go now, not at expiry.
+pub async fn leave(pool: &DbPool, node_id: Uuid) -> AppResult<()> {
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, AppError, _>(|conn| {
+        async move {
+            diesel::delete(presence::table.filter(presence::node_id.eq(node_id)))
+                .execute(conn)
+                .await?;
+            diesel::delete(nodes::table.find(node_id)).execute(conn).await?;
+            Ok(())
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// Heartbeat loop: renew, reap, and handle a lost lease.
+pub fn spawn_heartbeat(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let node_id = state.bus.node_id;
+        let config = state.node.clone();
+        let mut tick = tokio::time::interval(config.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if std::sync::atomic::AtomicBool::load(&state.shutting_down, std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let connections = state.connections.count() as i32;
+            match renew(&state.pool, node_id, &config, connections).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // We were declared dead (paused past the lease): what we held was
+                    // cleaned up by a survivor. Drop our clients (they resume elsewhere or
+                    // here) and rejoin as a fresh node.
+                    tracing::error!(node = %node_id, "lease lost; closing connections and rejoining");
+                    state
+                        .connections
+                        .close_all(1012, "service restart: node rejoining the cluster");
+                    if let Err(err) = register(&state.pool, node_id, &config).await {
+                        tracing::error!(error = %err, "re-registering the node failed");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
+            }
+            match reap(&state.pool).await {
+                Ok(dead) => {
+                    for node in dead {
+                        tracing::warn!(dead_node = %node, "node lease expired; removed its presences");
+                        state.live.node_down(node);
+                        state.bus.ephemeral(Ephemeral::NodeDown { node });
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "reaping dead nodes failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,86 @@
+//! Real server processes (the built binary) forming a cluster on one test database.
+
+use super::{Api, TestDb};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Lease settings short enough for tests to watch a node die.
+pub const LEASE_MS: u64 = 1500;
+
+/// One `bedda-collab serve` process.
+pub struct Node {
+    pub api: Api,
+    child: Child,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Node {
+    /// Starts a node on a free port against `db`, with `extra` flags.
+    pub async fn start(db: &TestDb, extra: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bedda-collab"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])
+            .args(["--node-lease-ms", &LEASE_MS.to_string(), "--node-heartbeat-ms", "250"])
+            .args([
+                "--argon2-memory-kib",
+                "4096",
+                "--ws-frames-per-second",
+                "1000",
+                "--log",
+                "warn",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("the node reports its port in time")
+                .unwrap()
+                .expect("the node printed its address");
+            if let Some(rest) = line.strip_prefix("bedda-collab listening on http://") {
+                break rest.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Node {
+            api: Api::new(port),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// SIGKILL: the process dies at once, cleaning nothing up.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM; returns how long the process took to exit.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the node exits after SIGTERM")
+            .unwrap();
+        (exit, started.elapsed())
+    }
+}
