@@ -304,3 +304,53 @@ async fn nodes_are_listed_and_a_terminated_node_leaves_cleanly() {
     let (_, nodes) = n1.get("/api/admin/nodes", &root_token).await;
     assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
 }
+
+#[actix_web::test]
+async fn a_node_paused_past_its_lease_rejoins_as_a_fresh_node() {
+    let db = TestDb::new().await;
+    let (n1, n2) = (Node::start(&db, &[]).await, Node::start(&db, &[]).await);
+    let (users, topic) = team(&n1, 1).await;
+    let mut a = n1.ws(&users[0]).await;
+    a.subscribe(&topic, None).await;
+    let mut b = n2.ws(&users[1]).await;
+    b.subscribe(&topic, None).await;
+    a.next_of("presence").await;
+
+    // Freeze node 2 well past its lease: the survivor declares it dead.
+    n2.signal("STOP");
+    let leave = tokio::time::timeout(
+        Duration::from_millis(LEASE_MS * 10),
+        a.until(|f| f["type"] == "presence" && f["leaves"] == json!([users[1].id])),
+    )
+    .await
+    .expect("the frozen node's presence is removed");
+    assert!(!leave.is_empty());
+
+    // When it wakes it must not act on its dead lease: its clients are sent elsewhere
+    // (1012) and it registers afresh.
+    n2.signal("CONT");
+    match b.ended().await {
+        Ended::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), 1012),
+        other => panic!("expected a 1012 close, got {other:?}"),
+    }
+    let client = db.client().await;
+    let mut live = 0;
+    for _ in 0..100 {
+        live = client
+            .query_one("SELECT count(*) FROM nodes WHERE lease_expires_at > now()", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if live == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(live, 2, "the woken node is back in the registry");
+    // And it serves again: a fresh connection through it works end to end.
+    let mut b = n2.ws(&users[1]).await;
+    b.subscribe(&topic, None).await;
+    let seq = b.say(&topic, "back again", "again").await;
+    let got = a.until(|f| f["kind"] == "message.created").await.pop().unwrap();
+    assert_eq!(got["seq"].as_i64().unwrap(), seq);
+}

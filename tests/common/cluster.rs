@@ -64,6 +64,15 @@ impl Node {
         self.child.id().expect("running") as i32
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, …).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// SIGKILL: the process dies at once, cleaning nothing up.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
