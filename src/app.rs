@@ -87,7 +87,7 @@ impl Application {
             pool.clone(),
             Duration::from_millis(config.bus_tick_ms),
         ));
-        node::register(&pool, bus.node_id, &node_config).await?;
+        node::register(&pool, bus.node_id(), &node_config).await?;
         let live = LiveSessions::new(
             pool.clone(),
             bus.clone(),
@@ -127,7 +127,7 @@ impl Application {
         spawn_housekeeping(state.clone().into_inner());
         node::spawn_heartbeat(state.clone().into_inner());
         crate::cluster::listener::spawn(state.clone().into_inner());
-        tracing::info!(node = %state.bus.node_id, address = %state.node.address, "node joined the cluster");
+        tracing::info!(node = %state.bus.node_id(), address = %state.node.address, "node joined the cluster");
 
         let data = state.clone();
         let server = HttpServer::new(move || {
@@ -154,11 +154,12 @@ impl AppState {
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
         self.connections.close_all(1012, "service restart: reconnect");
-        if let Err(err) = node::leave(&self.pool, self.bus.node_id).await {
+        if let Err(err) = node::leave(&self.pool, self.bus.node_id()).await {
             tracing::warn!(error = %err, "leaving the cluster cleanly failed; the lease will expire");
         }
-        self.bus
-            .ephemeral(crate::cluster::Ephemeral::NodeDown { node: self.bus.node_id });
+        self.bus.ephemeral(crate::cluster::Ephemeral::NodeDown {
+            node: self.bus.node_id(),
+        });
         // Give the close frames and the last NOTIFY a moment to go out.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -70,7 +70,7 @@ pub struct Config {
     pub ws_client_timeout_ms: u64,
 
     /// Largest WebSocket frame accepted from a client, in bytes.
-    #[arg(long, env = "WS_MAX_FRAME_BYTES", default_value_t = 65_536)]
+    #[arg(long, env = "WS_MAX_FRAME_BYTES", default_value_t = 131_072)]
     pub ws_max_frame_bytes: usize,
 
     /// Outbound bytes queued for one client before it is disconnected as too slow

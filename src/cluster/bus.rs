@@ -10,6 +10,7 @@ use crate::events::Event;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -78,7 +79,8 @@ pub struct EphemeralNotice {
 
 /// This node's handle on the bus.
 pub struct Bus {
-    pub node_id: Uuid,
+    /// The node's identity; replaced when the node rejoins after losing its lease.
+    node_id: Arc<RwLock<Uuid>>,
     ephemeral: mpsc::UnboundedSender<Ephemeral>,
 }
 
@@ -86,8 +88,21 @@ impl Bus {
     /// Starts the ephemeral sender (one NOTIFY per `tick` at most).
     pub fn start(node_id: Uuid, pool: DbPool, tick: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(ephemeral_sender(node_id, pool, tick, rx));
+        let node_id = Arc::new(RwLock::new(node_id));
+        tokio::spawn(ephemeral_sender(node_id.clone(), pool, tick, rx));
         Self { node_id, ephemeral: tx }
+    }
+
+    /// This node's current id.
+    pub fn node_id(&self) -> Uuid {
+        *self.node_id.read().expect("node id lock")
+    }
+
+    /// Takes a new identity (rejoining as a fresh node); returns it.
+    pub fn new_identity(&self) -> Uuid {
+        let id = Uuid::new_v4();
+        *self.node_id.write().expect("node id lock") = id;
+        id
     }
 
     /// Queues ephemeral traffic for the next tick.
@@ -102,7 +117,7 @@ impl Bus {
             return Ok(());
         }
         let mut notice = EventsNotice {
-            node: self.node_id,
+            node: self.node_id(),
             topic: topic.to_owned(),
             events: events.to_vec(),
             range: None,
@@ -151,7 +166,12 @@ pub fn pack(node: Uuid, items: Vec<Ephemeral>) -> Vec<String> {
     out
 }
 
-async fn ephemeral_sender(node: Uuid, pool: DbPool, tick: Duration, mut rx: mpsc::UnboundedReceiver<Ephemeral>) {
+async fn ephemeral_sender(
+    node: Arc<RwLock<Uuid>>,
+    pool: DbPool,
+    tick: Duration,
+    mut rx: mpsc::UnboundedReceiver<Ephemeral>,
+) {
     while let Some(first) = rx.recv().await {
         // Let the tick's worth of traffic gather, then send it together.
         tokio::time::sleep(tick).await;
@@ -159,7 +179,7 @@ async fn ephemeral_sender(node: Uuid, pool: DbPool, tick: Duration, mut rx: mpsc
         while let Ok(item) = rx.try_recv() {
             items.push(item);
         }
-        let payloads = pack(node, items);
+        let payloads = pack(*node.read().expect("node id lock"), items);
         let Ok(mut conn) = pool.get().await else {
             tracing::warn!("ephemeral traffic dropped: no database connection");
             continue;

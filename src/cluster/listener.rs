@@ -38,7 +38,7 @@ pub fn spawn(state: Arc<AppState>) {
 /// One listener connection's life. Returns when the connection ends.
 async fn listen(state: &Arc<AppState>, first: bool) -> anyhow::Result<()> {
     let mut config: tokio_postgres::Config = state.config.database_url.parse()?;
-    config.application_name(application_name(state.bus.node_id));
+    config.application_name(application_name(state.bus.node_id()));
     config.connect_timeout(Duration::from_secs(5));
     let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -92,7 +92,7 @@ fn route(state: &Arc<AppState>, channel: &str, payload: &str) {
                 tracing::warn!("unreadable events notice");
                 return;
             };
-            if notice.node == state.bus.node_id {
+            if notice.node == state.bus.node_id() {
                 return;
             }
             let Some(session_id) = notice.topic.strip_prefix("session:").and_then(|id| id.parse().ok()) else {
@@ -124,7 +124,7 @@ fn route(state: &Arc<AppState>, channel: &str, payload: &str) {
                 tracing::warn!("unreadable ephemeral notice");
                 return;
             };
-            if notice.node == state.bus.node_id {
+            if notice.node == state.bus.node_id() {
                 return;
             }
             for item in notice.items {

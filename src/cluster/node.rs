@@ -103,7 +103,6 @@ pub async fn leave(pool: &DbPool, node_id: Uuid) -> AppResult<()> {
 /// Heartbeat loop: renew, reap, and handle a lost lease.
 pub fn spawn_heartbeat(state: Arc<AppState>) {
     tokio::spawn(async move {
-        let node_id = state.bus.node_id;
         let config = state.node.clone();
         let mut tick = tokio::time::interval(config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -113,6 +112,7 @@ pub fn spawn_heartbeat(state: Arc<AppState>) {
                 return;
             }
             let connections = state.connections.count() as i32;
+            let node_id = state.bus.node_id();
             match renew(&state.pool, node_id, &config, connections).await {
                 Ok(true) => {}
                 Ok(false) => {

@@ -7,7 +7,10 @@ use crate::app::AppState;
 use crate::db::schema::chat_sessions;
 use crate::error::{AppError, ErrorCode};
 use crate::gateway::protocol::{ClientFrame, PROTOCOL_VERSION, Topic, salvage_ref};
-use crate::sessions::live::{self, SetStatus, Subscribe, ToClient, Typing, Unsubscribe, Write, error_frame, frame};
+use crate::sessions::live::{
+    self, ClientHandle, Outbound, SetStatus, Subscribe, ToClient, Typing, Unsubscribe, Write, error_frame, frame,
+    wire_size,
+};
 use crate::sessions::store::Action;
 use crate::validate;
 use actix::prelude::*;
@@ -21,7 +24,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -45,21 +47,11 @@ pub struct Connection {
     last_heard: Instant,
     limiter: DefaultDirectRateLimiter,
     /// Bytes handed to the socket writer and not yet taken by it.
-    outbound: Arc<AtomicUsize>,
-}
-
-/// Size of a server-to-client frame on the wire (unmasked header + payload).
-pub fn wire_size(payload: usize) -> usize {
-    payload
-        + match payload {
-            0..=125 => 2,
-            126..=65535 => 4,
-            _ => 10,
-        }
+    outbound: Arc<Outbound>,
 }
 
 impl Connection {
-    pub fn new(user_id: Uuid, display_name: String, state: web::Data<AppState>, outbound: Arc<AtomicUsize>) -> Self {
+    pub fn new(user_id: Uuid, display_name: String, state: web::Data<AppState>, outbound: Arc<Outbound>) -> Self {
         let limits = state.ws_limits.clone();
         let per_second = NonZeroU32::new(limits.frames_per_second.max(1)).expect("non-zero");
         let burst = NonZeroU32::new(limits.frames_per_second.max(1) * 2).expect("non-zero");
@@ -76,19 +68,29 @@ impl Connection {
         }
     }
 
-    /// Writes a frame, or cuts the connection if the client is not reading.
-    fn push(&mut self, text: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
-        let queued = self.outbound.fetch_add(wire_size(text.len()), Ordering::Relaxed) + wire_size(text.len());
-        if queued > self.limits.outbound_buffer_bytes {
-            tracing::info!(conn = %self.id, queued, "slow consumer disconnected");
-            self.close(
-                ctx,
-                ErrorCode::SlowConsumer,
-                "you are reading too slowly; reconnect and resume from your last seq",
-            );
-            return;
+    /// This connection as session actors and writers reach it.
+    fn client(&self, ctx: &ws::WebsocketContext<Self>) -> ClientHandle {
+        ClientHandle {
+            recipient: ctx.address().recipient(),
+            outbound: self.outbound.clone(),
         }
-        ctx.text(text);
+    }
+
+    /// Writes a frame of our own, or cuts the connection if the client is not reading.
+    fn push(&mut self, text: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
+        match self.outbound.reserve(wire_size(text.len())) {
+            Ok(()) => ctx.text(text),
+            Err(_) => self.slow(ctx),
+        }
+    }
+
+    fn slow(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        tracing::info!(conn = %self.id, "slow consumer disconnected");
+        self.close(
+            ctx,
+            ErrorCode::SlowConsumer,
+            "you are reading too slowly; reconnect and resume from your last seq",
+        );
     }
 
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, reason: &str) {
@@ -205,7 +207,7 @@ impl Connection {
                 user_id: self.user_id,
                 reference,
                 action,
-                reply: ctx.address().recipient(),
+                reply: self.client(ctx),
             }),
             None => self.error(ctx, reference.as_deref(), Some(&topic), not_subscribed()),
         }
@@ -257,7 +259,7 @@ impl Connection {
                 display_name: act.display_name.clone(),
                 reference: reference.clone(),
                 after_seq,
-                recipient: ctx.address().recipient(),
+                recipient: act.client(ctx),
             };
             let retry = (act.state.live.clone(), reference, after_seq);
             futures_util::future::Either::Right(addr.send(msg).into_actor(act).map(move |sent, act, ctx| {
@@ -272,7 +274,7 @@ impl Connection {
                         display_name: act.display_name.clone(),
                         reference,
                         after_seq,
-                        recipient: ctx.address().recipient(),
+                        recipient: act.client(ctx),
                     });
                 }
             }))
@@ -345,7 +347,9 @@ impl Handler<ToClient> for Connection {
 
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
         match msg {
-            ToClient::Frame(text) => self.push(text, ctx),
+            // Already reserved by the sender.
+            ToClient::Frame(text) => ctx.text(text),
+            ToClient::Slow => self.slow(ctx),
             ToClient::Dropped { topic } => {
                 self.subscriptions.remove(&topic);
             }

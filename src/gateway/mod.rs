@@ -12,6 +12,7 @@ use crate::app::AppState;
 use crate::auth::principal::{Principal, resolve};
 use crate::db::schema::users;
 use crate::error::{AppError, ErrorCode};
+use crate::sessions::live::Outbound;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 use bytes::Bytes;
@@ -22,7 +23,6 @@ use futures_util::Stream;
 use serde::Deserialize;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +97,7 @@ pub async fn connect(
 
     let mut response = ws::handshake(&req)
         .map_err(|e| AppError::new(ErrorCode::InvalidFrame, format!("not a WebSocket upgrade: {e}")))?;
-    let outbound = Arc::new(AtomicUsize::new(0));
+    let outbound = Outbound::new(state.ws_limits.outbound_buffer_bytes);
     let actor = Connection::new(user_id, display_name, state.clone(), outbound.clone());
     let codec = actix_http::ws::Codec::new().max_size(state.ws_limits.max_frame_bytes);
     let frames = ws::WebsocketContext::with_codec(actor, stream, codec);
@@ -111,7 +111,7 @@ pub async fn connect(
 /// connection actor knows how much is still queued for a slow reader.
 struct Counted {
     inner: Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>,
-    outbound: Arc<AtomicUsize>,
+    outbound: Arc<Outbound>,
 }
 
 impl Stream for Counted {
@@ -120,12 +120,7 @@ impl Stream for Counted {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = self.inner.as_mut().poll_next(cx);
         if let Poll::Ready(Some(Ok(bytes))) = &polled {
-            let taken = bytes.len();
-            let _ = self
-                .outbound
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
-                    Some(queued.saturating_sub(taken))
-                });
+            self.outbound.release(bytes.len());
         }
         polled
     }

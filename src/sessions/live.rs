@@ -18,6 +18,7 @@ use bytestring::ByteString;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -33,6 +34,79 @@ pub enum ToClient {
     Frame(ByteString),
     /// The subscription ended on the server's side (access revoked, session gone).
     Dropped { topic: String },
+    /// The client fell too far behind: close it with `slow_consumer`.
+    Slow,
+}
+
+/// A connection's outbound queue as its senders see it: bytes handed over and not yet
+/// taken by the socket writer. Senders reserve before they enqueue, so a connection whose
+/// reader stopped (and whose actor is therefore no longer polled) cannot make its mailbox
+/// grow past the limit.
+pub struct Outbound {
+    queued: AtomicUsize,
+    limit: usize,
+    slow: AtomicBool,
+}
+
+impl Outbound {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            queued: AtomicUsize::new(0),
+            limit,
+            slow: AtomicBool::new(false),
+        })
+    }
+
+    /// Reserves room for `bytes`; `Err(true)` the first time the limit is crossed (the
+    /// connection must be told), `Err(false)` after that.
+    pub fn reserve(&self, bytes: usize) -> Result<(), bool> {
+        if self.slow.load(Ordering::Relaxed) {
+            return Err(false);
+        }
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > self.limit {
+            return Err(!self.slow.swap(true, Ordering::Relaxed));
+        }
+        Ok(())
+    }
+
+    /// The socket writer took `bytes`.
+    pub fn release(&self, bytes: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(bytes)));
+    }
+}
+
+/// Size of a server-to-client frame on the wire (unmasked header + payload).
+pub fn wire_size(payload: usize) -> usize {
+    payload
+        + match payload {
+            0..=125 => 2,
+            126..=65535 => 4,
+            _ => 10,
+        }
+}
+
+/// How session actors and writers reach a connection.
+#[derive(Clone)]
+pub struct ClientHandle {
+    pub recipient: Recipient<ToClient>,
+    pub outbound: Arc<Outbound>,
+}
+
+impl ClientHandle {
+    /// Enqueues a message; a frame that would overflow the connection's outbound limit
+    /// is replaced by `Slow` (once) and the connection closes with `slow_consumer`.
+    pub fn do_send(&self, msg: ToClient) {
+        match msg {
+            ToClient::Frame(frame) => match self.outbound.reserve(wire_size(frame.len())) {
+                Ok(()) => self.recipient.do_send(ToClient::Frame(frame)),
+                Err(true) => self.recipient.do_send(ToClient::Slow),
+                Err(false) => {}
+            },
+            other => self.recipient.do_send(other),
+        }
+    }
 }
 
 /// Encodes a server frame.
@@ -83,7 +157,7 @@ pub struct Subscribe {
     pub reference: Option<String>,
     /// Replay events after this seq; `None` = live events only.
     pub after_seq: Option<i64>,
-    pub recipient: Recipient<ToClient>,
+    pub recipient: ClientHandle,
 }
 
 #[derive(Message)]
@@ -99,7 +173,7 @@ pub struct Write {
     pub user_id: Uuid,
     pub reference: Option<String>,
     pub action: Action,
-    pub reply: Recipient<ToClient>,
+    pub reply: ClientHandle,
 }
 
 #[derive(Message)]
@@ -141,7 +215,7 @@ enum SubState {
 
 struct Subscriber {
     user_id: Uuid,
-    recipient: Recipient<ToClient>,
+    recipient: ClientHandle,
     state: SubState,
 }
 

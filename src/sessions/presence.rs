@@ -152,7 +152,7 @@ impl LiveSession {
     /// Records this node's presence of a user (or its end) in Postgres — only while this
     /// node's lease is valid, checked in the same statement — and tells the other nodes.
     fn announce_presence(&self, user_id: Uuid, state: Option<PresenceState>, ctx: &mut Context<Self>) {
-        let (pool, session_id, node_id) = (self.pool.clone(), self.session_id, self.bus.node_id);
+        let (pool, session_id, node_id) = (self.pool.clone(), self.session_id, self.bus.node_id());
         let row = state.clone();
         let write = async move {
             let mut conn = pool.get().await?;
@@ -206,7 +206,7 @@ impl LiveSession {
 
     /// The presences other nodes (with live leases) hold in this session.
     pub(super) fn load_remote_presence(&self) -> impl Future<Output = Result<RemoteRows, AppError>> + use<> {
-        let (pool, session_id, node_id) = (self.pool.clone(), self.session_id, self.bus.node_id);
+        let (pool, session_id, node_id) = (self.pool.clone(), self.session_id, self.bus.node_id());
         async move {
             let mut conn = pool.get().await?;
             let rows: Vec<(Uuid, Uuid, String, String)> = presence::table
@@ -312,7 +312,7 @@ impl Handler<RemotePresence> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: RemotePresence, _ctx: &mut Self::Context) {
-        if msg.node == self.bus.node_id {
+        if msg.node == self.bus.node_id() {
             return;
         }
         let before = self.merged(msg.user);

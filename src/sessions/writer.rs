@@ -7,9 +7,9 @@ use crate::cluster::Bus;
 use crate::db::DbPool;
 use crate::error::{AppError, ErrorCode};
 use crate::events::{self, Event};
-use crate::sessions::live::{LiveSession, Publish, ToClient, WritesDone, error_frame, frame};
+use crate::sessions::live::{ClientHandle, LiveSession, Publish, ToClient, WritesDone, error_frame, frame};
 use crate::sessions::store::{self, Action};
-use actix::{Addr, Recipient};
+use actix::Addr;
 use diesel_async::AsyncConnection;
 use diesel_async::scoped_futures::ScopedFutureExt;
 use serde_json::json;
@@ -21,7 +21,7 @@ pub struct WriteJob {
     pub user_id: Uuid,
     pub reference: Option<String>,
     pub action: Action,
-    pub reply: Recipient<ToClient>,
+    pub reply: ClientHandle,
 }
 
 pub async fn writer_loop(
