@@ -25,6 +25,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    raise_fd_limit();
     let config = match &cli.command {
         Command::Serve(c) | Command::Migrate(c) => c.clone(),
     };
@@ -73,5 +74,17 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// Every WebSocket is a file descriptor: lift the soft open-file limit to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a stack value.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }

@@ -58,6 +58,7 @@ fn now_micros() -> u64 {
 
 /// Raises the open-file limit as far as the hard limit allows; returns it.
 fn raise_fd_limit() -> u64 {
+    // SAFETY: plain libc calls on a stack value.
     unsafe {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
