@@ -1,5 +1,7 @@
 //! Builds the server: shared state, routes, middleware, input-error handlers, health checks.
 
+use crate::artifacts::registry::Editors;
+use crate::artifacts::{handlers as artifacts, versions};
 use crate::auth::handlers as account;
 use crate::auth::principal::authenticate;
 use crate::auth::rate_limit::LoginLimits;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub pool: DbPool,
     /// The session actors running on this node.
     pub live: Arc<LiveSessions>,
+    /// The artifact editors running on this node.
+    pub editors: Arc<Editors>,
     pub ws_limits: WsLimits,
     pub allowed_origins: Vec<String>,
     /// Open WebSocket connections on this node.
@@ -98,6 +102,7 @@ impl Application {
                 ..LiveConfig::default()
             },
         );
+        let editors = Editors::new(pool.clone(), bus.clone(), Duration::from_millis(config.session_idle_ms));
         let ws_limits = WsLimits {
             heartbeat_interval: Duration::from_millis(config.ws_heartbeat_ms),
             client_timeout: Duration::from_millis(config.ws_client_timeout_ms),
@@ -113,6 +118,7 @@ impl Application {
         let state = web::Data::new(AppState {
             pool,
             live,
+            editors,
             ws_limits,
             allowed_origins,
             connections: Connections::default(),
@@ -170,6 +176,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/ws", web::get().to(crate::gateway::connect))
+        .route("/ws/artifacts/{id}", web::get().to(crate::artifacts::socket::connect))
         .route("/api/openapi.json", web::get().to(openapi::openapi_json))
         .service(openapi::scalar())
         .service(
@@ -209,7 +216,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(sessions::add_participant)
                 .service(sessions::remove_participant)
                 .service(sessions::list_messages)
-                .service(crate::cluster::admin::list_nodes),
+                .service(crate::cluster::admin::list_nodes)
+                .service(artifacts::create_artifact)
+                .service(artifacts::list_artifacts)
+                .service(artifacts::get_artifact)
+                .service(artifacts::rename_artifact)
+                .service(artifacts::delete_artifact)
+                .service(artifacts::create_connect_token)
+                .service(versions::save_version)
+                .service(versions::list_versions)
+                .service(versions::get_version)
+                .service(versions::diff_versions)
+                .service(versions::revert_version)
+                .service(versions::create_branch)
+                .service(versions::merge_branch),
         );
 }
 

@@ -98,6 +98,14 @@ codes! {
     SlowConsumer => ("slow_consumer", 503, 4008),
     /// The caller's access to the topic was revoked while connected.
     AccessRevoked => ("access_revoked", 403, 4403),
+    /// The artifact does not exist or the caller cannot see it.
+    ArtifactNotFound => ("artifact_not_found", 404, 4404),
+    /// No such version of this artifact.
+    VersionNotFound => ("version_not_found", 404, 4404),
+    /// A three-way merge found conflicting changes; nothing was changed.
+    MergeConflict => ("merge_conflict", 409, 4409),
+    /// The artifact is not a branch (or was already merged).
+    NotABranch => ("not_a_branch", 409, 4409),
     /// Too many attempts; retry later.
     RateLimited => ("rate_limited", 429, 4429),
     /// The database is unreachable or overloaded.

@@ -2,6 +2,7 @@
 //! See docs/ARCHITECTURE.md for how the pieces fit.
 
 pub mod app;
+pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod cluster;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod gateway;
 pub mod mail;
 pub mod openapi;
+pub mod realtime;
 pub mod sessions;
 pub mod validate;
 pub mod workspaces;

@@ -1,7 +1,7 @@
 //! The OpenAPI description of the REST API (`/api/openapi.json`) and its browsable docs
 //! (`/api/docs`, Scalar, served from the binary — nothing is downloaded at build time).
 
-use crate::{audit, auth, cluster, error, gateway, sessions, workspaces};
+use crate::{artifacts, audit, auth, cluster, error, gateway, sessions, workspaces};
 use actix_web::{HttpResponse, Responder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -45,6 +45,19 @@ use utoipa_scalar::{Scalar, Servable};
     sessions::handlers::remove_participant,
     sessions::handlers::list_messages,
     cluster::admin::list_nodes,
+    artifacts::handlers::create_artifact,
+    artifacts::handlers::list_artifacts,
+    artifacts::handlers::get_artifact,
+    artifacts::handlers::rename_artifact,
+    artifacts::handlers::delete_artifact,
+    artifacts::handlers::create_connect_token,
+    artifacts::versions::save_version,
+    artifacts::versions::list_versions,
+    artifacts::versions::get_version,
+    artifacts::versions::diff_versions,
+    artifacts::versions::revert_version,
+    artifacts::versions::create_branch,
+    artifacts::versions::merge_branch,
 ))]
 struct ApiPaths;
 

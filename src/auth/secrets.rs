@@ -17,6 +17,7 @@ pub enum SecretKind {
     ApiToken,
     Invitation,
     ConnectTicket,
+    ArtifactToken,
 }
 
 impl SecretKind {
@@ -26,6 +27,7 @@ impl SecretKind {
             SecretKind::ApiToken => "bct_",
             SecretKind::Invitation => "bci_",
             SecretKind::ConnectTicket => "bcw_",
+            SecretKind::ArtifactToken => "bca_",
         }
     }
 
@@ -36,6 +38,7 @@ impl SecretKind {
             SecretKind::ApiToken,
             SecretKind::Invitation,
             SecretKind::ConnectTicket,
+            SecretKind::ArtifactToken,
         ]
         .into_iter()
         .find(|k| secret.starts_with(k.prefix()))

@@ -63,6 +63,12 @@ pub enum Ephemeral {
         session: Uuid,
         user: Option<Uuid>,
     },
+    /// A y-websocket awareness update (cursors, names) for an artifact, base64.
+    Awareness {
+        artifact: Uuid,
+        node: Uuid,
+        update: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

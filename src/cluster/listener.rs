@@ -64,6 +64,7 @@ async fn listen(state: &Arc<AppState>, first: bool) -> anyhow::Result<()> {
         // Whatever was published while we were away is in the log.
         tracing::info!("listener back; catching up active topics");
         state.live.catch_up_all();
+        state.editors.catch_up_all();
     }
     let mut driver = driver;
     loop {
@@ -95,14 +96,28 @@ fn route(state: &Arc<AppState>, channel: &str, payload: &str) {
             if notice.node == state.bus.node_id() {
                 return;
             }
-            let Some(session_id) = notice.topic.strip_prefix("session:").and_then(|id| id.parse().ok()) else {
+            let Some((kind, id)) = notice.topic.split_once(':') else {
                 return;
             };
-            if !state.live.is_running(session_id) {
+            let Ok(id) = id.parse::<uuid::Uuid>() else { return };
+            let running = match kind {
+                "session" => state.live.is_running(id),
+                "artifact" => state.editors.is_running(id),
+                _ => false,
+            };
+            if !running {
                 return;
             }
+            let is_session = kind == "session";
+            let deliver = move |state: &AppState, events: Vec<crate::events::Event>| {
+                if is_session {
+                    state.live.publish(id, events)
+                } else {
+                    state.editors.publish(id, events)
+                }
+            };
             match notice.range {
-                None => state.live.publish(session_id, notice.events),
+                None => deliver(state, notice.events),
                 Some((first, last)) => {
                     // Too big to ride the doorbell: read it from the log.
                     let state = state.clone();
@@ -112,7 +127,7 @@ fn route(state: &Arc<AppState>, channel: &str, payload: &str) {
                             events::after(&mut conn, &notice.topic, first - 1, last - first + 1).await
                         };
                         match fetched.await {
-                            Ok(events) => state.live.publish(session_id, events),
+                            Ok(events) => deliver(&state, events),
                             Err(err) => tracing::warn!(error = %err, "fetching a referenced event failed"),
                         }
                     });
@@ -144,8 +159,20 @@ fn apply_ephemeral(state: &Arc<AppState>, from: uuid::Uuid, item: Ephemeral) {
             node,
             state: presence,
         } => state.live.remote_presence(session, user, node, presence),
-        Ephemeral::NodeDown { node } => state.live.node_down(node),
-        Ephemeral::Access { workspace, user } => state.live.recheck_workspace(workspace, user),
+        Ephemeral::NodeDown { node } => {
+            state.live.node_down(node);
+            state.editors.node_down(node);
+        }
+        Ephemeral::Access { workspace, user } => {
+            state.live.recheck_workspace(workspace, user);
+            state.editors.recheck_workspace(workspace, user);
+        }
+        Ephemeral::Awareness { artifact, node, update } => {
+            use base64::Engine;
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(update) {
+                state.editors.remote_awareness(artifact, node, bytes);
+            }
+        }
         Ephemeral::SessionAccess { session, user } => state.live.recheck_session(session, user),
     }
     let _ = from;

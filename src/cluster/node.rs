@@ -134,6 +134,7 @@ pub fn spawn_heartbeat(state: Arc<AppState>) {
                     for node in dead {
                         tracing::warn!(dead_node = %node, "node lease expired; removed its presences");
                         state.live.node_down(node);
+                        state.editors.node_down(node);
                         state.bus.ephemeral(Ephemeral::NodeDown { node });
                     }
                 }

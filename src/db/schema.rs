@@ -16,6 +16,60 @@ diesel::table! {
 }
 
 diesel::table! {
+    artifact_snapshots (artifact_id) {
+        artifact_id -> Uuid,
+        upto_seq -> Int8,
+        state -> Bytea,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    artifact_tokens (token_hash) {
+        token_hash -> Bytea,
+        artifact_id -> Uuid,
+        user_id -> Uuid,
+        access -> Text,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    artifact_versions (id) {
+        id -> Uuid,
+        artifact_id -> Uuid,
+        number -> Int4,
+        kind -> Text,
+        name -> Text,
+        message -> Text,
+        author_id -> Nullable<Uuid>,
+        parent_id -> Nullable<Uuid>,
+        state -> Bytea,
+        content -> Text,
+        upto_seq -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    artifacts (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        session_id -> Nullable<Uuid>,
+        message_id -> Nullable<Uuid>,
+        kind -> Text,
+        title -> Text,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        branch_of -> Nullable<Uuid>,
+        fork_version_id -> Nullable<Uuid>,
+        branch_name -> Nullable<Text>,
+        merged_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         workspace_id -> Nullable<Uuid>,
@@ -201,6 +255,10 @@ diesel::table! {
 }
 
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
+diesel::joinable!(artifact_snapshots -> artifacts (artifact_id));
+diesel::joinable!(artifact_tokens -> artifacts (artifact_id));
+diesel::joinable!(artifacts -> workspaces (workspace_id));
+diesel::joinable!(artifact_versions -> artifacts (artifact_id));
 diesel::joinable!(chat_sessions -> workspaces (workspace_id));
 diesel::joinable!(message_reactions -> messages (message_id));
 diesel::joinable!(messages -> chat_sessions (session_id));
@@ -213,6 +271,10 @@ diesel::joinable!(workspace_members -> workspaces (workspace_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
+    artifact_snapshots,
+    artifact_tokens,
+    artifact_versions,
+    artifacts,
     audit_log,
     chat_sessions,
     connect_tickets,

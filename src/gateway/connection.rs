@@ -4,6 +4,9 @@
 //! with `slow_consumer`, close code 4008, rather than slowing anyone else).
 
 use crate::app::AppState;
+use crate::artifacts::editor::{ArtifactEditor, Unwatch, Watch};
+use crate::artifacts::store as artifact_store;
+use crate::auth::Permission;
 use crate::db::schema::chat_sessions;
 use crate::error::{AppError, ErrorCode};
 use crate::gateway::protocol::{ClientFrame, PROTOCOL_VERSION, Topic, salvage_ref};
@@ -44,6 +47,8 @@ pub struct Connection {
     state: web::Data<AppState>,
     limits: WsLimits,
     subscriptions: HashMap<String, Addr<live::LiveSession>>,
+    /// Artifact topics watched for their durable watermark.
+    watching: HashMap<String, Addr<ArtifactEditor>>,
     last_heard: Instant,
     limiter: DefaultDirectRateLimiter,
     /// Bytes handed to the socket writer and not yet taken by it.
@@ -63,6 +68,7 @@ impl Connection {
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             limits,
             subscriptions: HashMap::new(),
+            watching: HashMap::new(),
             last_heard: Instant::now(),
             outbound,
         }
@@ -133,8 +139,18 @@ impl Connection {
             ClientFrame::Ping { .. } => self.push(frame(json!({ "type": "pong", "ref": reference_str })), ctx),
             ClientFrame::Subscribe { topic, after_seq, .. } => self.subscribe(topic, after_seq, reference, ctx),
             ClientFrame::Unsubscribe { topic, .. } => {
-                if let Some(addr) = self.subscriptions.remove(&topic) {
-                    addr.do_send(Unsubscribe { conn_id: self.id });
+                let conn_id = self.id;
+                let watched = self
+                    .watching
+                    .remove(&topic)
+                    .inspect(|a| a.do_send(Unwatch { conn_id }))
+                    .is_some();
+                let subscribed = self
+                    .subscriptions
+                    .remove(&topic)
+                    .inspect(|a| a.do_send(Unsubscribe { conn_id }))
+                    .is_some();
+                if watched || subscribed {
                     let f = frame(
                         json!({ "type": "unsubscribed", "ref": reference_str, "topic": topic, "reason": "requested" }),
                     );
@@ -220,9 +236,16 @@ impl Connection {
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let Some(Topic::Session(session_id)) = Topic::parse(&topic) else {
-            let err = AppError::new(ErrorCode::UnknownTopic, "topics look like `session:<uuid>`");
-            return self.error(ctx, reference.as_deref(), Some(&topic), err);
+        let session_id = match Topic::parse(&topic) {
+            Some(Topic::Session(id)) => id,
+            Some(Topic::Artifact(id)) => return self.watch_artifact(topic, id, reference, ctx),
+            None => {
+                let err = AppError::new(
+                    ErrorCode::UnknownTopic,
+                    "topics look like `session:<uuid>` or `artifact:<uuid>`",
+                );
+                return self.error(ctx, reference.as_deref(), Some(&topic), err);
+            }
         };
         if after_seq.is_some_and(|s| s < 0) {
             return self.error(
@@ -282,6 +305,37 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Watches an artifact's durable watermark (needs `view_artifacts`).
+    fn watch_artifact(
+        &mut self,
+        topic: String,
+        artifact_id: Uuid,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let (state, user_id) = (self.state.clone(), self.user_id);
+        let check = async move {
+            let mut conn = state.pool.get().await?;
+            let (row, _) =
+                artifact_store::authorize_user(&mut conn, user_id, artifact_id, Permission::ViewArtifacts).await?;
+            Ok::<_, AppError>(row.workspace_id)
+        };
+        ctx.spawn(check.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(workspace_id) => {
+                let editor = act.state.editors.get_or_spawn(artifact_id, workspace_id);
+                editor.do_send(Watch {
+                    conn_id: act.id,
+                    reference,
+                    client: act.client(ctx),
+                });
+                act.watching.insert(topic, editor);
+            }
+            Err(err) => act.error(ctx, reference.as_deref(), Some(&topic), err),
+        }));
+    }
+}
+
 fn not_subscribed() -> AppError {
     AppError::new(ErrorCode::NotSubscribed, "subscribe to the topic first")
 }
@@ -311,10 +365,13 @@ impl Actor for Connection {
             }
             ctx.ping(b"");
         });
-        self.state.connections.register(self.id, ctx.address());
+        self.state.connections.register(self.id, ctx.address().recipient());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        for addr in self.watching.values() {
+            addr.do_send(Unwatch { conn_id: self.id });
+        }
         for addr in self.subscriptions.values() {
             addr.do_send(Unsubscribe { conn_id: self.id });
         }
@@ -350,8 +407,17 @@ impl Handler<ToClient> for Connection {
             // Already reserved by the sender.
             ToClient::Frame(text) => ctx.text(text),
             ToClient::Slow => self.slow(ctx),
+            ToClient::Binary(_) => {}
+            ToClient::Close { code, reason } => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Other(code),
+                    description: Some(reason),
+                }));
+                ctx.stop();
+            }
             ToClient::Dropped { topic } => {
                 self.subscriptions.remove(&topic);
+                self.watching.remove(&topic);
             }
         }
     }

@@ -32,7 +32,7 @@ pub struct ConnectQuery {
 }
 
 /// Whether a browser page at `origin` may open a socket here.
-fn origin_allowed(state: &AppState, req: &HttpRequest) -> bool {
+pub(crate) fn origin_allowed(state: &AppState, req: &HttpRequest) -> bool {
     let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
         // Not a browser: cross-site hijacking needs a browser.
         return true;
@@ -109,9 +109,9 @@ pub async fn connect(
 
 /// Counts the bytes the HTTP layer takes from the connection's outbound buffer, so the
 /// connection actor knows how much is still queued for a slow reader.
-struct Counted {
-    inner: Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>,
-    outbound: Arc<Outbound>,
+pub(crate) struct Counted {
+    pub(crate) inner: Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>,
+    pub(crate) outbound: Arc<Outbound>,
 }
 
 impl Stream for Counted {

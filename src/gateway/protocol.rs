@@ -93,6 +93,8 @@ impl ClientFrame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
     Session(Uuid),
+    /// An artifact's durable watermark (`saved` frames after each commit).
+    Artifact(Uuid),
 }
 
 impl Topic {
@@ -101,6 +103,7 @@ impl Topic {
         let id: Uuid = id.parse().ok()?;
         match kind {
             "session" => Some(Topic::Session(id)),
+            "artifact" => Some(Topic::Artifact(id)),
             _ => None,
         }
     }
@@ -133,6 +136,7 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(Topic::parse(&format!("session:{id}")), Some(Topic::Session(id)));
         assert_eq!(Topic::parse("session:nope"), None);
+        assert_eq!(Topic::parse(&format!("artifact:{id}")), Some(Topic::Artifact(id)));
         assert_eq!(Topic::parse(&format!("galaxy:{id}")), None);
     }
 }

@@ -1,19 +1,19 @@
 //! The node's open WebSocket connections: counted for the node registry, and closed
 //! together (1012 service restart) on shutdown or when the node rejoins the cluster.
 
-use crate::gateway::connection::{Connection, ServerClose};
-use actix::Addr;
+use crate::gateway::connection::ServerClose;
+use actix::Recipient;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
 
 #[derive(Default)]
 pub struct Connections {
-    open: Mutex<HashMap<Uuid, Addr<Connection>>>,
+    open: Mutex<HashMap<Uuid, Recipient<ServerClose>>>,
 }
 
 impl Connections {
-    pub fn register(&self, id: Uuid, addr: Addr<Connection>) {
+    pub fn register(&self, id: Uuid, addr: Recipient<ServerClose>) {
         self.open.lock().expect("connections lock").insert(id, addr);
     }
 

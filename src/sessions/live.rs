@@ -36,6 +36,10 @@ pub enum ToClient {
     Dropped { topic: String },
     /// The client fell too far behind: close it with `slow_consumer`.
     Slow,
+    /// A binary frame (the y-websocket protocol).
+    Binary(bytes::Bytes),
+    /// Close the connection with this code (e.g. access revoked).
+    Close { code: u16, reason: String },
 }
 
 /// A connection's outbound queue as its senders see it: bytes handed over and not yet
@@ -101,6 +105,11 @@ impl ClientHandle {
         match msg {
             ToClient::Frame(frame) => match self.outbound.reserve(wire_size(frame.len())) {
                 Ok(()) => self.recipient.do_send(ToClient::Frame(frame)),
+                Err(true) => self.recipient.do_send(ToClient::Slow),
+                Err(false) => {}
+            },
+            ToClient::Binary(bytes) => match self.outbound.reserve(wire_size(bytes.len())) {
+                Ok(()) => self.recipient.do_send(ToClient::Binary(bytes)),
                 Err(true) => self.recipient.do_send(ToClient::Slow),
                 Err(false) => {}
             },

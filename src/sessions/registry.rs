@@ -90,16 +90,6 @@ impl LiveSessions {
         }
     }
 
-    /// A member's standing in a workspace changed: every session of it, on every node,
-    /// re-checks them (`None` = everyone).
-    pub fn access_changed(&self, workspace_id: Uuid, user_id: Option<Uuid>) {
-        self.recheck_workspace(workspace_id, user_id);
-        self.bus.ephemeral(Ephemeral::Access {
-            workspace: workspace_id,
-            user: user_id,
-        });
-    }
-
     /// A session's visibility or participants changed: its subscribers re-check, everywhere.
     pub fn session_access_changed(&self, session_id: Uuid, user_id: Option<Uuid>) {
         self.recheck_session(session_id, user_id);

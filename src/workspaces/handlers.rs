@@ -250,7 +250,7 @@ pub async fn delete_workspace(
         .scope_boxed()
     })
     .await?;
-    state.live.access_changed(id, None);
+    crate::realtime::access_changed(&state, id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 

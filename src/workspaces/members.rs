@@ -164,7 +164,7 @@ pub async fn update_member(
             .scope_boxed()
         })
         .await?;
-    state.live.access_changed(id, Some(user_id));
+    crate::realtime::access_changed(&state, id, Some(user_id));
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -236,7 +236,7 @@ pub async fn set_member_permissions(
             .scope_boxed()
         })
         .await?;
-    state.live.access_changed(id, Some(user_id));
+    crate::realtime::access_changed(&state, id, Some(user_id));
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -289,7 +289,7 @@ pub async fn remove_member(
         .scope_boxed()
     })
     .await?;
-    state.live.access_changed(id, Some(user_id));
+    crate::realtime::access_changed(&state, id, Some(user_id));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -323,6 +323,6 @@ pub async fn leave_workspace(
         .scope_boxed()
     })
     .await?;
-    state.live.access_changed(id, Some(user.id));
+    crate::realtime::access_changed(&state, id, Some(user.id));
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod ws;
+pub mod yclient;
 
 use bedda_collab::app::Application;
 use bedda_collab::config::Config;

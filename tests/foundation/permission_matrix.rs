@@ -31,6 +31,10 @@ struct Fixture {
     token: Uuid,
     /// A workspace-visible chat session created by the founder, with `target` in it.
     session: Uuid,
+    /// An artifact by the founder, its first version, and a branch forked from it.
+    artifact: Uuid,
+    version: Uuid,
+    branch: Uuid,
 }
 
 async fn fixture(app: &TestApp, role: Role) -> Fixture {
@@ -63,7 +67,37 @@ async fn fixture(app: &TestApp, role: Role) -> Fixture {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, art) = app
+        .post(
+            &format!("/api/workspaces/{workspace}/artifacts"),
+            Some(&founder.token),
+            json!({ "title": "Doc", "content": "hello\n" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{art}");
+    let artifact: Uuid = art["id"].as_str().unwrap().parse().unwrap();
+    let (status, ver) = app
+        .post(
+            &format!("/api/artifacts/{artifact}/versions"),
+            Some(&founder.token),
+            json!({ "name": "v1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ver}");
+    let version: Uuid = ver["id"].as_str().unwrap().parse().unwrap();
+    let (status, br) = app
+        .post(
+            &format!("/api/artifacts/{artifact}/branches"),
+            Some(&founder.token),
+            json!({ "version_id": version, "name": "b" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{br}");
+    let branch: Uuid = br["id"].as_str().unwrap().parse().unwrap();
     Fixture {
+        artifact,
+        version,
+        branch,
         session,
         workspace,
         actor,
@@ -272,6 +306,114 @@ fn endpoints() -> Vec<Endpoint> {
             request: |f| (format!("/api/workspaces/{}/audit", f.workspace), None),
         },
         Endpoint {
+            method: Method::POST,
+            template: "/api/workspaces/{id}/artifacts",
+            needs: Perm(P::EditArtifacts),
+            request: |f| {
+                (
+                    format!("/api/workspaces/{}/artifacts", f.workspace),
+                    Some(json!({ "title": "New" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/workspaces/{id}/artifacts",
+            needs: Perm(P::ViewArtifacts),
+            request: |f| (format!("/api/workspaces/{}/artifacts", f.workspace), None),
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/artifacts/{id}",
+            needs: Perm(P::ViewArtifacts),
+            request: |f| (format!("/api/artifacts/{}", f.artifact), None),
+        },
+        Endpoint {
+            method: Method::PATCH,
+            template: "/api/artifacts/{id}",
+            needs: Perm(P::EditArtifacts),
+            request: |f| {
+                (
+                    format!("/api/artifacts/{}", f.artifact),
+                    Some(json!({ "title": "Renamed" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::DELETE,
+            template: "/api/artifacts/{id}",
+            needs: Perm(P::ManageArtifacts),
+            request: |f| (format!("/api/artifacts/{}", f.artifact), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/artifacts/{id}/connect-token",
+            needs: Perm(P::ViewArtifacts),
+            request: |f| {
+                (
+                    format!("/api/artifacts/{}/connect-token", f.artifact),
+                    Some(json!({ "access": "read" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/artifacts/{id}/versions",
+            needs: Perm(P::EditArtifacts),
+            request: |f| {
+                (
+                    format!("/api/artifacts/{}/versions", f.artifact),
+                    Some(json!({ "name": "v2" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/artifacts/{id}/versions",
+            needs: Perm(P::ViewArtifacts),
+            request: |f| (format!("/api/artifacts/{}/versions", f.artifact), None),
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/artifacts/{id}/versions/{version_id}",
+            needs: Perm(P::ViewArtifacts),
+            request: |f| (format!("/api/artifacts/{}/versions/{}", f.artifact, f.version), None),
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/artifacts/{id}/diff",
+            needs: Perm(P::ViewArtifacts),
+            request: |f| (format!("/api/artifacts/{}/diff?from={}", f.artifact, f.version), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/artifacts/{id}/versions/{version_id}/revert",
+            needs: Perm(P::EditArtifacts),
+            request: |f| {
+                (
+                    format!("/api/artifacts/{}/versions/{}/revert", f.artifact, f.version),
+                    None,
+                )
+            },
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/artifacts/{id}/branches",
+            needs: Perm(P::EditArtifacts),
+            request: |f| {
+                (
+                    format!("/api/artifacts/{}/branches", f.artifact),
+                    Some(json!({ "version_id": f.version, "name": "x" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/artifacts/{id}/merge",
+            needs: Perm(P::EditArtifacts),
+            request: |f| (format!("/api/artifacts/{}/merge", f.branch), Some(json!({}))),
+        },
+        Endpoint {
             method: Method::GET,
             template: "/api/admin/nodes",
             needs: ServerAdmin,
@@ -459,7 +601,9 @@ async fn non_members_get_not_found_on_every_workspace_endpoint() {
             endpoint.method,
             endpoint.template
         );
-        let expected = if endpoint.template.starts_with("/api/sessions/") {
+        let expected = if endpoint.template.starts_with("/api/artifacts/") {
+            "artifact_not_found"
+        } else if endpoint.template.starts_with("/api/sessions/") {
             "session_not_found"
         } else {
             "workspace_not_found"

@@ -1,0 +1,751 @@
+//! The `ArtifactEditor` actor: one per live artifact per node. It holds the Yjs document
+//! and the awareness states, answers the y-websocket sync protocol, commits writers'
+//! updates to the log (group commit, one NOTIFY) before applying and relaying them, takes
+//! in updates committed elsewhere (REST edits, other nodes) in seq order, compacts the log
+//! into a snapshot now and then, and unloads when idle.
+
+use crate::artifacts::registry::Editors;
+use crate::artifacts::store;
+use crate::auth::Permission;
+use crate::cluster::Bus;
+use crate::cluster::bus::Ephemeral;
+use crate::db::DbPool;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::events::{self, Event};
+use crate::sessions::live::{ClientHandle, ToClient, frame};
+use actix::prelude::*;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use diesel_async::AsyncConnection;
+use diesel_async::scoped_futures::ScopedFutureExt;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+use yrs::sync::{AwarenessUpdate, Message as YMessage, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, ReadTxn, Transact};
+
+/// Compact the log into a snapshot after this many updates.
+const COMPACT_EVERY: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn permission(self) -> Permission {
+        match self {
+            Access::Read => Permission::ViewArtifacts,
+            Access::Write => Permission::EditArtifacts,
+        }
+    }
+}
+
+/// A y-websocket client joined.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub conn_id: Uuid,
+    pub user_id: Uuid,
+    pub access: Access,
+    pub client: ClientHandle,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub conn_id: Uuid,
+}
+
+/// A y-websocket message from a client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Incoming {
+    pub conn_id: Uuid,
+    pub message: YMessage,
+}
+
+/// A JSON `/ws` client watching the durable watermark.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    pub conn_id: Uuid,
+    pub reference: Option<String>,
+    pub client: ClientHandle,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    pub conn_id: Uuid,
+}
+
+/// Committed events of this artifact's topic (own writer, REST, other nodes).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Vec<Event>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteAwareness {
+    pub node: Uuid,
+    pub update: Vec<u8>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NodeDown(pub Uuid);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CatchUp;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecheckAccess(pub Option<Uuid>);
+
+/// Turn the text into `new_text` with ordinary edits (revert, merge); answers with the
+/// committed seq.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReplaceText {
+    pub new_text: String,
+    pub author: Uuid,
+    pub reply: oneshot::Sender<AppResult<i64>>,
+}
+
+/// The committed document now: (state, text, seq).
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<u8>, String, i64), AppError>")]
+pub struct Current;
+
+struct Client {
+    user_id: Uuid,
+    access: Access,
+    handle: ClientHandle,
+    /// Awareness client ids this connection announced.
+    awareness_ids: HashSet<u64>,
+}
+
+enum Owner {
+    Local,
+    Remote(Uuid),
+}
+
+struct AwarenessEntry {
+    clock: u32,
+    json: Arc<str>,
+    owner: Owner,
+}
+
+struct WriteJob {
+    user_id: Option<Uuid>,
+    update: Vec<u8>,
+    /// The client that sent it, told to resync if the update cannot be committed.
+    origin: Option<ClientHandle>,
+    reply: Option<oneshot::Sender<AppResult<i64>>>,
+}
+
+pub struct ArtifactEditor {
+    artifact_id: Uuid,
+    topic: String,
+    pool: DbPool,
+    bus: Arc<Bus>,
+    registry: Arc<Editors>,
+    idle_timeout: Duration,
+    doc: Doc,
+    last_seq: i64,
+    pending: BTreeMap<i64, Event>,
+    gap_fill_scheduled: bool,
+    since_snapshot: usize,
+    clients: HashMap<Uuid, Client>,
+    watchers: HashMap<Uuid, ClientHandle>,
+    awareness: HashMap<u64, AwarenessEntry>,
+    writer: Option<mpsc::UnboundedSender<WriteJob>>,
+    writes_in_flight: usize,
+}
+
+fn encode(message: &YMessage) -> Bytes {
+    Bytes::from(message.encode_v1())
+}
+
+impl ArtifactEditor {
+    pub fn new(artifact_id: Uuid, pool: DbPool, registry: Arc<Editors>, idle_timeout: Duration) -> Self {
+        Self {
+            artifact_id,
+            topic: store::topic(artifact_id),
+            pool,
+            bus: registry.bus().clone(),
+            registry,
+            idle_timeout,
+            doc: Doc::new(),
+            last_seq: 0,
+            pending: BTreeMap::new(),
+            gap_fill_scheduled: false,
+            since_snapshot: 0,
+            clients: HashMap::new(),
+            watchers: HashMap::new(),
+            awareness: HashMap::new(),
+            writer: None,
+            writes_in_flight: 0,
+        }
+    }
+
+    fn broadcast(&self, bytes: &Bytes, except: Option<Uuid>) {
+        for (id, client) in &self.clients {
+            if Some(*id) != except {
+                client.handle.do_send(ToClient::Binary(bytes.clone()));
+            }
+        }
+    }
+
+    /// Takes committed events in any order; applies them in seq order, once each.
+    fn accept(&mut self, events: Vec<Event>, ctx: &mut Context<Self>) {
+        for event in events {
+            if event.seq > self.last_seq {
+                self.pending.entry(event.seq).or_insert(event);
+            }
+        }
+        let before = self.last_seq;
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() != self.last_seq + 1 {
+                break;
+            }
+            let event = entry.remove();
+            self.last_seq = event.seq;
+            if let Some(update) = store::update_of(&event) {
+                if let Err(err) = store::apply(&self.doc, &update) {
+                    tracing::error!(error = %err, topic = %self.topic, seq = event.seq, "a committed update does not apply");
+                    continue;
+                }
+                self.since_snapshot += 1;
+                self.broadcast(&encode(&YMessage::Sync(SyncMessage::Update(update))), None);
+            }
+        }
+        if self.last_seq > before {
+            let saved = frame(json!({ "type": "saved", "topic": self.topic, "seq": self.last_seq }));
+            for watcher in self.watchers.values() {
+                watcher.do_send(ToClient::Frame(saved.clone()));
+            }
+            if self.since_snapshot >= COMPACT_EVERY {
+                self.compact(ctx);
+            }
+        }
+        if !self.pending.is_empty() && !self.gap_fill_scheduled {
+            self.gap_fill_scheduled = true;
+            ctx.run_later(Duration::from_millis(250), |act, ctx| {
+                act.gap_fill_scheduled = false;
+                act.catch_up(ctx);
+            });
+        }
+    }
+
+    /// Reads what is missing from the snapshot and the log.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        let (pool, id, after) = (self.pool.clone(), self.artifact_id, self.last_seq);
+        let load = async move {
+            let mut conn = pool.get().await?;
+            store::since(&mut conn, id, after).await
+        };
+        ctx.spawn(load.into_actor(self).map(|result, act, ctx| match result {
+            Ok((snapshot, events)) => {
+                if let Some((upto, state)) = snapshot
+                    && upto > act.last_seq
+                {
+                    // The log below `upto` was compacted away: take the snapshot.
+                    if store::apply(&act.doc, &state).is_ok() {
+                        act.broadcast(&encode(&YMessage::Sync(SyncMessage::Update(state))), None);
+                        act.last_seq = upto;
+                        act.pending.retain(|seq, _| *seq > upto);
+                    }
+                }
+                act.accept(events, ctx);
+            }
+            Err(err) => tracing::warn!(error = %err, topic = %act.topic, "artifact catch-up failed"),
+        }));
+    }
+
+    fn compact(&mut self, ctx: &mut Context<Self>) {
+        self.since_snapshot = 0;
+        let (pool, id, upto, state) = (
+            self.pool.clone(),
+            self.artifact_id,
+            self.last_seq,
+            store::state_of(&self.doc),
+        );
+        let job = async move {
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, AppError, _>(|conn| store::compact(conn, id, upto, &state).scope_boxed())
+                .await
+        };
+        ctx.spawn(job.into_actor(self).map(|result, act, _| {
+            if let Err(err) = result {
+                tracing::warn!(error = %err, topic = %act.topic, "compaction failed");
+            }
+        }));
+    }
+
+    fn schedule_idle_stop(&self, ctx: &mut Context<Self>) {
+        if self.clients.is_empty() && self.watchers.is_empty() {
+            ctx.run_later(self.idle_timeout, |act, ctx| {
+                if act.clients.is_empty() && act.watchers.is_empty() && act.writes_in_flight == 0 {
+                    ctx.stop();
+                }
+            });
+        }
+    }
+
+    fn enqueue(&mut self, job: WriteJob) {
+        if let Some(writer) = &self.writer
+            && writer.send(job).is_ok()
+        {
+            self.writes_in_flight += 1;
+        }
+    }
+
+    /// All known awareness states, as one update.
+    fn awareness_all(&self) -> Option<Bytes> {
+        let clients: HashMap<_, _> = self
+            .awareness
+            .iter()
+            .filter(|(_, e)| &*e.json != "null")
+            .map(|(id, e)| {
+                (
+                    *id,
+                    yrs::sync::awareness::AwarenessUpdateEntry {
+                        clock: e.clock,
+                        json: e.json.clone(),
+                    },
+                )
+            })
+            .collect();
+        (!clients.is_empty()).then(|| encode(&YMessage::Awareness(AwarenessUpdate { clients })))
+    }
+
+    /// Records an awareness update; returns whether anything in it was new.
+    fn take_awareness(&mut self, update: &AwarenessUpdate, owner: impl Fn() -> Owner) -> bool {
+        let mut changed = false;
+        for (id, entry) in &update.clients {
+            let newer = self.awareness.get(id).is_none_or(|e| entry.clock >= e.clock);
+            if newer {
+                self.awareness.insert(
+                    *id,
+                    AwarenessEntry {
+                        clock: entry.clock,
+                        json: entry.json.clone(),
+                        owner: owner(),
+                    },
+                );
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Marks awareness states as gone (clock + 1, state null) and tells local clients.
+    fn drop_awareness(&mut self, ids: Vec<u64>) -> Option<AwarenessUpdate> {
+        let mut clients = HashMap::new();
+        for id in ids {
+            if let Some(entry) = self.awareness.get_mut(&id) {
+                entry.clock += 1;
+                entry.json = Arc::from("null");
+                clients.insert(
+                    id,
+                    yrs::sync::awareness::AwarenessUpdateEntry {
+                        clock: entry.clock,
+                        json: entry.json.clone(),
+                    },
+                );
+            }
+        }
+        if clients.is_empty() {
+            return None;
+        }
+        let update = AwarenessUpdate { clients };
+        self.broadcast(&encode(&YMessage::Awareness(update.clone())), None);
+        Some(update)
+    }
+
+    fn remove_client(&mut self, conn_id: Uuid, ctx: &mut Context<Self>) {
+        if let Some(client) = self.clients.remove(&conn_id)
+            && let Some(update) = self.drop_awareness(client.awareness_ids.into_iter().collect())
+        {
+            self.share_awareness(&update);
+        }
+        self.schedule_idle_stop(ctx);
+    }
+
+    fn share_awareness(&self, update: &AwarenessUpdate) {
+        self.bus.ephemeral(Ephemeral::Awareness {
+            artifact: self.artifact_id,
+            node: self.bus.node_id(),
+            update: B64.encode(update.encode_v1()),
+        });
+    }
+
+    fn handle_sync(&mut self, conn_id: Uuid, message: SyncMessage) {
+        let Some(client) = self.clients.get(&conn_id) else {
+            return;
+        };
+        match message {
+            SyncMessage::SyncStep1(sv) => {
+                let diff = self.doc.transact().encode_diff_v1(&sv);
+                client
+                    .handle
+                    .do_send(ToClient::Binary(encode(&YMessage::Sync(SyncMessage::SyncStep2(diff)))));
+            }
+            SyncMessage::SyncStep2(update) | SyncMessage::Update(update) => {
+                if client.access != Access::Write {
+                    // Read-only: refused, changes nothing (y-websocket has no error message).
+                    tracing::debug!(conn = %conn_id, "update from a read-only client ignored");
+                    return;
+                }
+                if yrs::Update::decode_v1(&update).is_err() {
+                    client.handle.do_send(ToClient::Close {
+                        code: 4400,
+                        reason: "invalid Yjs update".into(),
+                    });
+                    return;
+                }
+                let (user, origin) = (client.user_id, client.handle.clone());
+                self.enqueue(WriteJob {
+                    user_id: Some(user),
+                    update,
+                    origin: Some(origin),
+                    reply: None,
+                });
+            }
+        }
+    }
+}
+
+impl Actor for ArtifactEditor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.writer = Some(tx);
+        actix::spawn(writer_loop(
+            self.pool.clone(),
+            self.bus.clone(),
+            self.artifact_id,
+            rx,
+            ctx.address(),
+        ));
+        let (pool, id) = (self.pool.clone(), self.artifact_id);
+        let load = async move {
+            let mut conn = pool.get().await?;
+            store::load(&mut conn, id).await
+        };
+        ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
+            Ok((doc, seq)) => {
+                act.doc = doc;
+                act.last_seq = seq;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, topic = %act.topic, "cannot load the document; stopping");
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.registry.unregister(self.artifact_id, &ctx.address());
+        for client in self.clients.values() {
+            client.handle.do_send(ToClient::Close {
+                code: 1012,
+                reason: "editor restarting; reconnect".into(),
+            });
+        }
+    }
+}
+
+impl Handler<Join> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) {
+        // Like the y-websocket server: our state vector first, then who is here.
+        let sv = self.doc.transact().state_vector();
+        msg.client
+            .do_send(ToClient::Binary(encode(&YMessage::Sync(SyncMessage::SyncStep1(sv)))));
+        if let Some(awareness) = self.awareness_all() {
+            msg.client.do_send(ToClient::Binary(awareness));
+        }
+        let client = Client {
+            user_id: msg.user_id,
+            access: msg.access,
+            handle: msg.client,
+            awareness_ids: HashSet::new(),
+        };
+        self.clients.insert(msg.conn_id, client);
+    }
+}
+
+impl Handler<Leave> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
+        self.remove_client(msg.conn_id, ctx);
+    }
+}
+
+impl Handler<Incoming> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Incoming, _ctx: &mut Self::Context) {
+        match msg.message {
+            YMessage::Sync(sync) => self.handle_sync(msg.conn_id, sync),
+            YMessage::Awareness(update) => {
+                let conn_id = msg.conn_id;
+                if let Some(client) = self.clients.get_mut(&conn_id) {
+                    client.awareness_ids.extend(update.clients.keys().copied());
+                }
+                if self.take_awareness(&update, || Owner::Local) {
+                    // To everyone, the sender included: stock providers treat 30 s of silence as
+                    // a dead connection, and their awareness renewals are what keeps it alive.
+                    self.broadcast(&encode(&YMessage::Awareness(update.clone())), None);
+                    self.share_awareness(&update);
+                }
+            }
+            YMessage::AwarenessQuery => {
+                if let (Some(client), Some(all)) = (self.clients.get(&msg.conn_id), self.awareness_all()) {
+                    client.handle.do_send(ToClient::Binary(all));
+                }
+            }
+            YMessage::Auth(_) | YMessage::Custom(..) => {}
+        }
+    }
+}
+
+impl Handler<Watch> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
+        let subscribed =
+            json!({ "type": "subscribed", "ref": msg.reference, "topic": self.topic, "head_seq": self.last_seq });
+        msg.client.do_send(ToClient::Frame(frame(subscribed)));
+        self.watchers.insert(msg.conn_id, msg.client);
+    }
+}
+
+impl Handler<Unwatch> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unwatch, ctx: &mut Self::Context) {
+        self.watchers.remove(&msg.conn_id);
+        self.schedule_idle_stop(ctx);
+    }
+}
+
+impl Handler<Publish> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+        self.accept(msg.0, ctx);
+    }
+}
+
+impl Handler<RemoteAwareness> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteAwareness, _ctx: &mut Self::Context) {
+        let Ok(update) = AwarenessUpdate::decode_v1(&msg.update) else {
+            return;
+        };
+        if self.take_awareness(&update, || Owner::Remote(msg.node)) {
+            self.broadcast(&encode(&YMessage::Awareness(update)), None);
+        }
+    }
+}
+
+impl Handler<NodeDown> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: NodeDown, _ctx: &mut Self::Context) {
+        let gone: Vec<u64> = self
+            .awareness
+            .iter()
+            .filter(|(_, e)| matches!(e.owner, Owner::Remote(n) if n == msg.0) && &*e.json != "null")
+            .map(|(id, _)| *id)
+            .collect();
+        self.drop_awareness(gone);
+    }
+}
+
+impl Handler<CatchUp> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: CatchUp, ctx: &mut Self::Context) {
+        self.catch_up(ctx);
+    }
+}
+
+impl Handler<RecheckAccess> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecheckAccess, ctx: &mut Self::Context) {
+        let targets: Vec<(Uuid, Uuid, Access)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| msg.0.is_none_or(|u| u == c.user_id))
+            .map(|(id, c)| (*id, c.user_id, c.access))
+            .collect();
+        let (pool, id) = (self.pool.clone(), self.artifact_id);
+        let check = async move {
+            let mut conn = pool.get().await?;
+            let mut revoked = Vec::new();
+            for (conn_id, user_id, access) in targets {
+                match store::authorize_user(&mut conn, user_id, id, access.permission()).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == ErrorCode::Internal || e.code == ErrorCode::ServiceUnavailable => {
+                        return Err(e);
+                    }
+                    Err(_) => revoked.push(conn_id),
+                }
+            }
+            Ok::<_, AppError>(revoked)
+        };
+        ctx.spawn(check.into_actor(self).map(|result, act, ctx| match result {
+            Ok(revoked) => {
+                for conn_id in revoked {
+                    if let Some(client) = act.clients.get(&conn_id) {
+                        let reason = "your access to this artifact was revoked".to_owned();
+                        client.handle.do_send(ToClient::Close {
+                            code: ErrorCode::AccessRevoked.close_code(),
+                            reason,
+                        });
+                    }
+                    act.remove_client(conn_id, ctx);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "artifact access re-check failed"),
+        }));
+    }
+}
+
+impl Handler<ReplaceText> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReplaceText, _ctx: &mut Self::Context) {
+        // Build the edits on a copy, so nothing changes here before the commit.
+        let current = store::text_of(&self.doc);
+        let copy = Doc::new();
+        let update = store::apply(&copy, &store::state_of(&self.doc))
+            .map(|_| crate::artifacts::edit::replace_text(&copy, &current, &msg.new_text));
+        match update {
+            Ok(Some(update)) => self.enqueue(WriteJob {
+                user_id: Some(msg.author),
+                update,
+                origin: None,
+                reply: Some(msg.reply),
+            }),
+            Ok(None) => {
+                let _ = msg.reply.send(Ok(self.last_seq));
+            }
+            Err(err) => {
+                let _ = msg.reply.send(Err(err));
+            }
+        }
+    }
+}
+
+impl Handler<Current> for ArtifactEditor {
+    type Result = Result<(Vec<u8>, String, i64), AppError>;
+
+    fn handle(&mut self, _msg: Current, _ctx: &mut Self::Context) -> Self::Result {
+        Ok((store::state_of(&self.doc), store::text_of(&self.doc), self.last_seq))
+    }
+}
+
+/// Internal: the writer finished `n` jobs.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WritesDone(usize);
+
+impl Handler<WritesDone> for ArtifactEditor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WritesDone, ctx: &mut Self::Context) {
+        self.writes_in_flight = self.writes_in_flight.saturating_sub(msg.0);
+        self.schedule_idle_stop(ctx);
+    }
+}
+
+/// Commits queued updates in groups (one transaction, one NOTIFY), then hands them to the
+/// editor, which applies and relays them only now that they are durable.
+async fn writer_loop(
+    pool: DbPool,
+    bus: Arc<Bus>,
+    artifact_id: Uuid,
+    mut rx: mpsc::UnboundedReceiver<WriteJob>,
+    editor: Addr<ArtifactEditor>,
+) {
+    let topic = store::topic(artifact_id);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 64 {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        let result = async {
+            let mut conn = pool.get().await?;
+            let (bus, topic, batch) = (&bus, &topic, &batch);
+            conn.transaction::<_, AppError, _>(|conn| {
+                async move {
+                    let first = events::reserve(conn, topic, batch.len() as i64).await?;
+                    let mut committed = Vec::with_capacity(batch.len());
+                    for (i, job) in batch.iter().enumerate() {
+                        let data = store::update_data(&job.update, job.user_id);
+                        committed.push(
+                            events::insert(conn, topic, first + i as i64, store::UPDATE_KIND, data, job.user_id)
+                                .await?,
+                        );
+                    }
+                    bus.notify_events(conn, topic, &committed).await?;
+                    Ok(committed)
+                }
+                .scope_boxed()
+            })
+            .await
+        }
+        .await;
+        match result {
+            Ok(committed) => {
+                let seqs: Vec<i64> = committed.iter().map(|e| e.seq).collect();
+                editor.do_send(Publish(committed));
+                for (job, seq) in batch.into_iter().zip(seqs) {
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(Ok(seq));
+                    }
+                }
+            }
+            Err(err) => {
+                // Not committed: nobody was told. The senders reconnect and resync, which
+                // offers the update again.
+                tracing::error!(error = %err, %topic, updates = n, "artifact updates not committed");
+                for job in batch {
+                    if let Some(origin) = &job.origin {
+                        origin.do_send(ToClient::Close {
+                            code: 1011,
+                            reason: "update not saved; resync".into(),
+                        });
+                    }
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(Err(AppError::internal(anyhow::anyhow!("update not committed"))));
+                    }
+                }
+            }
+        }
+        editor.do_send(WritesDone(n));
+    }
+}

@@ -1,0 +1,425 @@
+//! Versions and branches: save a named version, list and read them, diff any two, revert
+//! (applied to the live document as ordinary edits), fork a branch from a version into its
+//! own live document, and merge it back with a three-way text merge.
+
+use crate::app::AppState;
+use crate::artifacts::editor::{Current, ReplaceText};
+use crate::artifacts::handlers::{ArtifactView, insert, view};
+use crate::artifacts::store::{self, ArtifactRow};
+use crate::artifacts::textmerge::{self, Conflict, MergeOutcome, Resolution};
+use crate::auth::{Auth, Permission, Principal, UserAuth};
+use crate::db::schema::{artifact_versions, artifacts};
+use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::validate;
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A version. `content` only when reading one version.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema, Queryable, Selectable)]
+#[diesel(table_name = artifact_versions)]
+pub struct VersionView {
+    pub id: Uuid,
+    pub artifact_id: Uuid,
+    /// 1, 2, 3… per artifact.
+    pub number: i32,
+    /// `save`, `revert` or `merge`.
+    pub kind: String,
+    pub name: String,
+    pub message: String,
+    pub author_id: Option<Uuid>,
+    pub parent_id: Option<Uuid>,
+    /// The seq of the last update the version includes.
+    pub upto_seq: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VersionWithContent {
+    #[serde(flatten)]
+    pub version: VersionView,
+    pub content: String,
+}
+
+/// The committed document now: from the live editor on this node when there is one (it
+/// holds exactly what was committed), else from the log.
+async fn current(state: &AppState, conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<(Vec<u8>, String, i64)> {
+    if let Some(editor) = state.editors.get(id)
+        && let Ok(result) = editor.send(Current).await
+    {
+        return result;
+    }
+    let (doc, seq) = store::load(conn, id).await?;
+    Ok((store::state_of(&doc), store::text_of(&doc), seq))
+}
+
+/// Records a version of the given state.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    kind: &str,
+    name: &str,
+    message: &str,
+    author: Uuid,
+    (state, content, seq): (Vec<u8>, String, i64),
+) -> AppResult<VersionView> {
+    let (kind, name, message) = (kind.to_owned(), name.to_owned(), message.to_owned());
+    conn.transaction::<_, AppError, _>(|conn| {
+        async move {
+            // Serialize version numbering per artifact.
+            artifacts::table
+                .find(id)
+                .select(artifacts::id)
+                .for_update()
+                .first::<Uuid>(conn)
+                .await?;
+            let last: Option<(Uuid, i32)> = artifact_versions::table
+                .filter(artifact_versions::artifact_id.eq(id))
+                .order(artifact_versions::number.desc())
+                .select((artifact_versions::id, artifact_versions::number))
+                .first(conn)
+                .await
+                .optional()?;
+            Ok(diesel::insert_into(artifact_versions::table)
+                .values((
+                    artifact_versions::id.eq(Uuid::new_v4()),
+                    artifact_versions::artifact_id.eq(id),
+                    artifact_versions::number.eq(last.map(|l| l.1 + 1).unwrap_or(1)),
+                    artifact_versions::kind.eq(&kind),
+                    artifact_versions::name.eq(&name),
+                    artifact_versions::message.eq(&message),
+                    artifact_versions::author_id.eq(author),
+                    artifact_versions::parent_id.eq(last.map(|l| l.0)),
+                    artifact_versions::state.eq(&state),
+                    artifact_versions::content.eq(&content),
+                    artifact_versions::upto_seq.eq(seq),
+                ))
+                .returning(VersionView::as_returning())
+                .get_result(conn)
+                .await?)
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+async fn find_version(
+    conn: &mut AsyncPgConnection,
+    artifact: Uuid,
+    version: Uuid,
+) -> AppResult<(VersionView, Vec<u8>, String)> {
+    artifact_versions::table
+        .find(version)
+        .filter(artifact_versions::artifact_id.eq(artifact))
+        .select((
+            VersionView::as_select(),
+            artifact_versions::state,
+            artifact_versions::content,
+        ))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| AppError::new(ErrorCode::VersionNotFound, "no such version of this artifact"))
+}
+
+/// Edits the live document into `text` through the artifact's editor (committed before it
+/// returns) and gives back the committed state.
+async fn apply_text(
+    state: &AppState,
+    row: &ArtifactRow,
+    text: String,
+    author: Uuid,
+) -> AppResult<(Vec<u8>, String, i64)> {
+    let editor = state.editors.get_or_spawn(row.id, row.workspace_id);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    editor.do_send(ReplaceText {
+        new_text: text,
+        author,
+        reply: tx,
+    });
+    rx.await.map_err(AppError::internal)??;
+    editor.send(Current).await.map_err(AppError::internal)?
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SaveVersionRequest {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Up to 2000 characters.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `POST /api/artifacts/{id}/versions` — save the current document as a named version.
+#[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path)), request_body = SaveVersionRequest,
+    responses((status = 201, body = VersionView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[post("/artifacts/{id}/versions")]
+pub async fn save_version(
+    UserAuth(user): UserAuth,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<SaveVersionRequest>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    let name = validate::text("name", &body.name, 1, 200)?;
+    if body.message.chars().count() > 2000 {
+        return Err(AppError::validation("`message` must be at most 2000 characters"));
+    }
+    let mut conn = state.pool.get().await?;
+    store::authorize(&mut conn, &Principal::User(user.clone()), id, Permission::EditArtifacts).await?;
+    let now = current(&state, &mut conn, id).await?;
+    let version = record(&mut conn, id, "save", &name, &body.message, user.id, now).await?;
+    Ok(HttpResponse::Created().json(version))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct VersionsQuery {
+    /// Versions numbered below this one.
+    pub before: Option<i32>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/artifacts/{id}/versions` — history, newest first, paginated.
+#[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), VersionsQuery),
+    responses((status = 200, body = Vec<VersionView>)), security(("bearer" = [])))]
+#[get("/artifacts/{id}/versions")]
+pub async fn list_versions(
+    Auth(principal): Auth,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<VersionsQuery>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(AppError::validation("`limit` must be between 1 and 200"));
+    }
+    let mut conn = state.pool.get().await?;
+    store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
+    let mut q = artifact_versions::table
+        .filter(artifact_versions::artifact_id.eq(id))
+        .order(artifact_versions::number.desc())
+        .limit(limit)
+        .select(VersionView::as_select())
+        .into_boxed();
+    if let Some(before) = query.before {
+        q = q.filter(artifact_versions::number.lt(before));
+    }
+    Ok(HttpResponse::Ok().json(q.load::<VersionView>(&mut conn).await?))
+}
+
+/// `GET /api/artifacts/{id}/versions/{version_id}` — one version with its text.
+#[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), ("version_id" = Uuid, Path)),
+    responses((status = 200, body = VersionWithContent), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[get("/artifacts/{id}/versions/{version_id}")]
+pub async fn get_version(
+    Auth(principal): Auth,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> AppResult<HttpResponse> {
+    let (id, version_id) = path.into_inner();
+    let mut conn = state.pool.get().await?;
+    store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
+    let (version, _, content) = find_version(&mut conn, id, version_id).await?;
+    Ok(HttpResponse::Ok().json(VersionWithContent { version, content }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DiffQuery {
+    /// A version id, or `current`.
+    pub from: String,
+    /// A version id, or `current` (default).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DiffView {
+    pub from: String,
+    pub to: String,
+    /// A unified diff (empty when the texts are equal).
+    pub diff: String,
+}
+
+/// `GET /api/artifacts/{id}/diff?from=…&to=…` — unified diff between two versions (or the
+/// current text).
+#[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), DiffQuery),
+    responses((status = 200, body = DiffView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[get("/artifacts/{id}/diff")]
+pub async fn diff_versions(
+    Auth(principal): Auth,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<DiffQuery>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    let mut conn = state.pool.get().await?;
+    store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
+    let to = query.to.clone().unwrap_or_else(|| "current".to_owned());
+    let mut texts = Vec::new();
+    for which in [&query.from, &to] {
+        let text = if which == "current" {
+            current(&state, &mut conn, id).await?.1
+        } else {
+            let vid: Uuid = which
+                .parse()
+                .map_err(|_| AppError::new(ErrorCode::InvalidQuery, "versions are ids or `current`"))?;
+            find_version(&mut conn, id, vid).await?.2
+        };
+        texts.push(text);
+    }
+    let diff = textmerge::unified_diff(&texts[0], &texts[1], &query.from, &to, 3);
+    Ok(HttpResponse::Ok().json(DiffView {
+        from: query.from.clone(),
+        to,
+        diff,
+    }))
+}
+
+/// `POST /api/artifacts/{id}/versions/{version_id}/revert` — make the live document read as
+/// that version again, with ordinary edits (people editing now converge on it), and record
+/// the result as a `revert` version.
+#[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), ("version_id" = Uuid, Path)),
+    responses((status = 201, body = VersionView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[post("/artifacts/{id}/versions/{version_id}/revert")]
+pub async fn revert_version(
+    UserAuth(user): UserAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> AppResult<HttpResponse> {
+    let (id, version_id) = path.into_inner();
+    let mut conn = state.pool.get().await?;
+    let (row, _) = store::authorize(&mut conn, &Principal::User(user.clone()), id, Permission::EditArtifacts).await?;
+    let (target, _, content) = find_version(&mut conn, id, version_id).await?;
+    let now = apply_text(&state, &row, content, user.id).await?;
+    let name = format!("Revert to version {}", target.number);
+    let version = record(&mut conn, id, "revert", &name, &target.name, user.id, now).await?;
+    Ok(HttpResponse::Created().json(version))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CreateBranchRequest {
+    /// The version to fork from.
+    pub version_id: Uuid,
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+/// `POST /api/artifacts/{id}/branches` — fork a version into a new live document.
+#[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path)), request_body = CreateBranchRequest,
+    responses((status = 201, body = ArtifactView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[post("/artifacts/{id}/branches")]
+pub async fn create_branch(
+    UserAuth(user): UserAuth,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<CreateBranchRequest>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    let name = validate::text("name", &body.name, 1, 100)?;
+    let mut conn = state.pool.get().await?;
+    let (parent, _) =
+        store::authorize(&mut conn, &Principal::User(user.clone()), id, Permission::EditArtifacts).await?;
+    let (version, state_bytes, content) = find_version(&mut conn, id, body.version_id).await?;
+    let row = ArtifactRow {
+        id: Uuid::new_v4(),
+        workspace_id: parent.workspace_id,
+        session_id: parent.session_id,
+        message_id: parent.message_id,
+        kind: parent.kind.clone(),
+        title: format!("{} ({name})", parent.title),
+        created_by: user.id,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        branch_of: Some(parent.id),
+        fork_version_id: Some(version.id),
+        branch_name: Some(name),
+        merged_at: None,
+    };
+    let row = conn
+        .transaction::<_, AppError, _>(|conn| insert(conn, row, Some(state_bytes)).scope_boxed())
+        .await?;
+    Ok(HttpResponse::Created().json(view(row, Some((content, 1)))))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct MergeRequest {
+    /// One per conflict, in order, when a previous attempt reported conflicts.
+    #[serde(default)]
+    pub resolutions: Vec<Resolution>,
+}
+
+/// The result of a merge.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MergeView {
+    /// The merge version recorded on the target.
+    pub version: VersionView,
+    pub content: String,
+}
+
+/// The body of a conflicting merge (409).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MergeConflictBody {
+    pub code: String,
+    pub message: String,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// `POST /api/artifacts/{id}/merge` — merge branch `{id}` into the artifact it was forked
+/// from: three-way, base = the fork version. Clean: applied to the target's live document
+/// as edits and recorded as a `merge` version. Conflicting: nothing changes; `409` lists
+/// every conflict; send `resolutions` to merge anyway.
+#[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path)), request_body = MergeRequest,
+    responses((status = 201, body = MergeView), (status = 409, body = MergeConflictBody)), security(("bearer" = [])))]
+#[post("/artifacts/{id}/merge")]
+pub async fn merge_branch(
+    UserAuth(user): UserAuth,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<MergeRequest>,
+) -> AppResult<HttpResponse> {
+    let branch_id = path.into_inner();
+    let principal = Principal::User(user.clone());
+    let mut conn = state.pool.get().await?;
+    let (branch, _) = store::authorize(&mut conn, &principal, branch_id, Permission::EditArtifacts).await?;
+    let (Some(target_id), Some(fork)) = (branch.branch_of, branch.fork_version_id) else {
+        return Err(AppError::new(ErrorCode::NotABranch, "this artifact is not a branch"));
+    };
+    if branch.merged_at.is_some() {
+        return Err(AppError::new(ErrorCode::NotABranch, "this branch was already merged"));
+    }
+    let (target, _) = store::authorize(&mut conn, &principal, target_id, Permission::EditArtifacts).await?;
+    let base = find_version(&mut conn, target_id, fork).await?.2;
+    let ours = current(&state, &mut conn, target_id).await?.1;
+    let theirs = current(&state, &mut conn, branch_id).await?.1;
+    let merged = if body.resolutions.is_empty() {
+        match textmerge::merge3(&base, &ours, &theirs) {
+            MergeOutcome::Clean(text) => text,
+            MergeOutcome::Conflicts(conflicts) => {
+                return Ok(HttpResponse::Conflict().json(MergeConflictBody {
+                    code: ErrorCode::MergeConflict.as_str().to_owned(),
+                    message: format!("{} conflicting change(s); nothing was changed", conflicts.len()),
+                    conflicts,
+                }));
+            }
+        }
+    } else {
+        textmerge::merge3_resolved(&base, &ours, &theirs, &body.resolutions).map_err(AppError::validation)?
+    };
+    let now = apply_text(&state, &target, merged, user.id).await?;
+    let name = format!("Merge branch {}", branch.branch_name.as_deref().unwrap_or("?"));
+    let version = record(&mut conn, target_id, "merge", &name, "", user.id, now.clone()).await?;
+    diesel::update(artifacts::table.find(branch_id))
+        .set(artifacts::merged_at.eq(Utc::now()))
+        .execute(&mut conn)
+        .await?;
+    Ok(HttpResponse::Created().json(MergeView {
+        version,
+        content: now.1,
+    }))
+}
