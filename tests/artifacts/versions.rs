@@ -351,3 +351,55 @@ async fn a_json_subscriber_sees_the_durable_watermark_after_commits() {
         .await;
     assert_eq!(stranger.next().await["code"], "artifact_not_found");
 }
+
+#[actix_web::test]
+async fn the_update_log_is_compacted_into_a_snapshot_and_still_loads() {
+    let app = spawn_app_with(|c| c.ws_frames_per_second = 10_000).await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Docs").await;
+    let id = artifact(&app, &owner, ws, "").await;
+    let mut editor = app.yclient(&owner, id, "write").await;
+    let mut expected = String::new();
+    for i in 0..260 {
+        let chunk = format!("{i},");
+        editor.append(&chunk).await;
+        expected.push_str(&chunk);
+    }
+    let db = app.db.client().await;
+    let topic = format!("artifact:{id}");
+    let mut snapshot: Option<i64> = None;
+    for _ in 0..100 {
+        snapshot = db
+            .query_opt("SELECT upto_seq FROM artifact_snapshots WHERE artifact_id = $1", &[&id])
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        if snapshot.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let upto = snapshot.expect("a snapshot was written");
+    let left: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE topic = $1 AND seq <= $2",
+            &[&topic, &upto],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the updates the snapshot covers are gone from the log");
+    // Loading from snapshot + remaining log gives the whole document.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = app.artifact_text(&owner, id).await;
+        if text == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(text, expected);
+    // And a fresh client gets it all too.
+    let late = app.yclient(&owner, id, "read").await;
+    assert_eq!(late.text(), expected);
+}
