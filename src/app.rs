@@ -92,9 +92,11 @@ impl Application {
             Duration::from_millis(config.bus_tick_ms),
         ));
         node::register(&pool, bus.node_id(), &node_config).await?;
+        let ai = Arc::new(crate::ai::build(&config));
         let live = LiveSessions::new(
             pool.clone(),
             bus.clone(),
+            ai,
             LiveConfig {
                 idle_timeout: Duration::from_millis(config.session_idle_ms),
                 typing_ttl: Duration::from_millis(config.typing_ttl_ms),
@@ -160,6 +162,7 @@ impl AppState {
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
         self.connections.close_all(1012, "service restart: reconnect");
+        node::interrupt_replies(self, &[self.bus.node_id()]).await;
         if let Err(err) = node::leave(&self.pool, self.bus.node_id()).await {
             tracing::warn!(error = %err, "leaving the cluster cleanly failed; the lease will expire");
         }
@@ -217,6 +220,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(sessions::remove_participant)
                 .service(sessions::list_messages)
                 .service(crate::cluster::admin::list_nodes)
+                .service(crate::ai::handlers::list_models)
+                .service(crate::ai::handlers::workspace_usage)
                 .service(artifacts::create_artifact)
                 .service(artifacts::list_artifacts)
                 .service(artifacts::get_artifact)

@@ -111,6 +111,44 @@ pub struct Config {
     #[arg(long, env = "BUS_TICK_MS", default_value_t = 50)]
     pub bus_tick_ms: u64,
 
+    /// Base URL of an OpenAI-compatible API (OpenAI, vLLM, Ollama, llama.cpp server), e.g.
+    /// `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`. Unset: the built-in
+    /// offline model answers.
+    #[arg(long, env = "AI_BASE_URL")]
+    pub ai_base_url: Option<String>,
+
+    /// API key sent as `Authorization: Bearer` to the AI provider.
+    #[arg(long, env = "AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<String>,
+
+    /// Models offered (comma-separated; the first is the default).
+    #[arg(long, env = "AI_MODELS", value_delimiter = ',', default_value = "gpt-4o-mini")]
+    pub ai_models: Vec<String>,
+
+    /// A reply that stays silent this long fails, in milliseconds.
+    #[arg(long, env = "AI_TIMEOUT_MS", default_value_t = 60_000)]
+    pub ai_timeout_ms: u64,
+
+    /// Reply text is sent to clients in chunks at most this often, in milliseconds.
+    #[arg(long, env = "AI_CHUNK_MS", default_value_t = 75)]
+    pub ai_chunk_ms: u64,
+
+    /// The partial reply is checkpointed in Postgres this often, in milliseconds.
+    #[arg(long, env = "AI_CHECKPOINT_MS", default_value_t = 1_000)]
+    pub ai_checkpoint_ms: u64,
+
+    /// Recent history sent with a question, in estimated tokens.
+    #[arg(long, env = "AI_HISTORY_TOKENS", default_value_t = 3_000)]
+    pub ai_history_tokens: usize,
+
+    /// Most tokens a reply may have.
+    #[arg(long, env = "AI_MAX_TOKENS", default_value_t = 1_024)]
+    pub ai_max_tokens: u32,
+
+    /// Delay between the offline model's words, in milliseconds.
+    #[arg(long, env = "AI_OFFLINE_WORD_MS", default_value_t = 30)]
+    pub ai_offline_word_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,bedda_collab=debug`.
     #[arg(long, env = "LOG", default_value = "info")]
     pub log: String,

@@ -106,6 +106,8 @@ codes! {
     MergeConflict => ("merge_conflict", 409, 4409),
     /// The artifact is not a branch (or was already merged).
     NotABranch => ("not_a_branch", 409, 4409),
+    /// The AI reply has already ended (it cannot be stopped).
+    GenerationEnded => ("generation_ended", 409, 4409),
     /// Too many attempts; retry later.
     RateLimited => ("rate_limited", 429, 4429),
     /// The database is unreachable or overloaded.

@@ -1,6 +1,7 @@
 //! bedda-collab: the real-time collaboration server behind bedda.ai.
 //! See docs/ARCHITECTURE.md for how the pieces fit.
 
+pub mod ai;
 pub mod app;
 pub mod artifacts;
 pub mod audit;

@@ -1,7 +1,7 @@
 //! The OpenAPI description of the REST API (`/api/openapi.json`) and its browsable docs
 //! (`/api/docs`, Scalar, served from the binary — nothing is downloaded at build time).
 
-use crate::{artifacts, audit, auth, cluster, error, gateway, sessions, workspaces};
+use crate::{ai, artifacts, audit, auth, cluster, error, gateway, sessions, workspaces};
 use actix_web::{HttpResponse, Responder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -45,6 +45,8 @@ use utoipa_scalar::{Scalar, Servable};
     sessions::handlers::remove_participant,
     sessions::handlers::list_messages,
     cluster::admin::list_nodes,
+    ai::handlers::list_models,
+    ai::handlers::workspace_usage,
     artifacts::handlers::create_artifact,
     artifacts::handlers::list_artifacts,
     artifacts::handlers::get_artifact,

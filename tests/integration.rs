@@ -1,5 +1,6 @@
 //! The one integration test binary: every test runs the real server against its own database.
 
+mod ai;
 mod artifacts;
 mod cluster;
 mod common;

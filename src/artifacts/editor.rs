@@ -407,12 +407,18 @@ impl ArtifactEditor {
                     tracing::debug!(conn = %conn_id, "update from a read-only client ignored");
                     return;
                 }
-                if yrs::Update::decode_v1(&update).is_err() {
-                    client.handle.do_send(ToClient::Close {
-                        code: 4400,
-                        reason: "invalid Yjs update".into(),
-                    });
-                    return;
+                match yrs::Update::decode_v1(&update) {
+                    Err(_) => {
+                        client.handle.do_send(ToClient::Close {
+                            code: 4400,
+                            reason: "invalid Yjs update".into(),
+                        });
+                        return;
+                    }
+                    // A sync step 2 with nothing new (every reconnect sends one; v1 encodes it as
+                    // "0 structs, empty delete set"): not a change.
+                    Ok(_) if update.as_slice() == [0, 0] => return,
+                    Ok(_) => {}
                 }
                 let (user, origin) = (client.user_id, client.handle.clone());
                 self.enqueue(WriteJob {
@@ -448,6 +454,8 @@ impl Actor for ArtifactEditor {
             Ok((doc, seq)) => {
                 act.doc = doc;
                 act.last_seq = seq;
+                // Started for a REST call or a socket that never joined: don't linger.
+                act.schedule_idle_stop(ctx);
             }
             Err(err) => {
                 tracing::error!(error = %err, topic = %act.topic, "cannot load the document; stopping");

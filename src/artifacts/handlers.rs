@@ -158,6 +158,24 @@ pub async fn create_artifact(
                 "no such session in this workspace",
             ));
         }
+        if let Some(message_id) = body.message_id {
+            use crate::db::schema::messages;
+            let in_session: bool = diesel::select(diesel::dsl::exists(
+                messages::table
+                    .find(message_id)
+                    .filter(messages::session_id.eq(session_id)),
+            ))
+            .get_result(&mut conn)
+            .await?;
+            if !in_session {
+                return Err(AppError::new(
+                    ErrorCode::MessageNotFound,
+                    "no such message in that session",
+                ));
+            }
+        }
+    } else if body.message_id.is_some() {
+        return Err(AppError::validation("`message_id` needs `session_id`"));
     }
     let row = ArtifactRow {
         id: Uuid::new_v4(),

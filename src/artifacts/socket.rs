@@ -74,6 +74,8 @@ pub async fn connect(
     let outbound = Outbound::new(state.ws_limits.outbound_buffer_bytes);
     let actor = ArtifactSocket {
         id: Uuid::new_v4(),
+        artifact_id,
+        workspace_id: row.workspace_id,
         user_id,
         access,
         editor,
@@ -93,6 +95,8 @@ pub async fn connect(
 
 pub struct ArtifactSocket {
     id: Uuid,
+    artifact_id: Uuid,
+    workspace_id: Uuid,
     user_id: Uuid,
     access: Access,
     editor: Addr<ArtifactEditor>,
@@ -115,6 +119,10 @@ impl Actor for ArtifactSocket {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if !self.editor.connected() {
+            // It went idle between the handshake and now: start a fresh one.
+            self.editor = self.state.editors.get_or_spawn(self.artifact_id, self.workspace_id);
+        }
         let client = ClientHandle {
             recipient: ctx.address().recipient(),
             outbound: self.outbound.clone(),

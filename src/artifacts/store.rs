@@ -120,23 +120,22 @@ pub fn doc_with_text(text: &str) -> Vec<u8> {
 }
 
 /// Loads a document: its snapshot, then every logged update after it. Returns the
-/// document and the last seq it includes.
+/// document and the last seq it includes. Snapshot and log are read in one snapshot of the
+/// database, so a compaction committing meanwhile cannot make updates vanish between them.
 pub async fn load(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<(Doc, i64)> {
+    let (snapshot, events) = since(conn, id, 0).await?;
     let doc = Doc::new();
-    let snapshot: Option<(i64, Vec<u8>)> = artifact_snapshots::table
-        .find(id)
-        .select((artifact_snapshots::upto_seq, artifact_snapshots::state))
-        .first(conn)
-        .await
-        .optional()?;
     let mut last = 0;
     if let Some((upto, state)) = snapshot {
         apply(&doc, &state).map_err(AppError::internal)?;
         last = upto;
     }
-    for event in events::all_after(conn, &topic(id), last).await? {
-        if let Some(update) = update_of(&event) {
-            apply(&doc, &update).map_err(AppError::internal)?;
+    for event in events {
+        if let Some(update) = update_of(&event)
+            && let Err(err) = apply(&doc, &update)
+        {
+            // One unusable update must not make the whole document unloadable.
+            tracing::error!(error = %err, artifact = %id, seq = event.seq, "skipping an update that does not apply");
         }
         last = event.seq;
     }
@@ -173,15 +172,25 @@ pub async fn since(
     id: Uuid,
     after: i64,
 ) -> AppResult<(Option<(i64, Vec<u8>)>, Vec<Event>)> {
-    let snapshot: Option<(i64, Vec<u8>)> = artifact_snapshots::table
-        .find(id)
-        .filter(artifact_snapshots::upto_seq.gt(after))
-        .select((artifact_snapshots::upto_seq, artifact_snapshots::state))
-        .first(conn)
+    use diesel_async::scoped_futures::ScopedFutureExt;
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run::<_, AppError, _>(|conn| {
+            async move {
+                let snapshot: Option<(i64, Vec<u8>)> = artifact_snapshots::table
+                    .find(id)
+                    .filter(artifact_snapshots::upto_seq.gt(after))
+                    .select((artifact_snapshots::upto_seq, artifact_snapshots::state))
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let from = snapshot.as_ref().map(|s| s.0).unwrap_or(after);
+                Ok((snapshot, events::all_after(conn, &topic(id), from).await?))
+            }
+            .scope_boxed()
+        })
         .await
-        .optional()?;
-    let from = snapshot.as_ref().map(|s| s.0).unwrap_or(after);
-    Ok((snapshot, events::all_after(conn, &topic(id), from).await?))
 }
 
 /// Like [`authorize`] for a user known only by id (socket connects, re-checks).

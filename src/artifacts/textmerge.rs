@@ -28,18 +28,18 @@ fn split_lines(text: &str) -> Vec<&str> {
     text.split_inclusive('\n').collect()
 }
 
-/// Maps equal lines to equal integers, so diffs compare `u32`s instead of strings.
+/// Maps equal lines to equal integers, so diffs compare integers instead of strings.
 #[derive(Default)]
 struct Interner<'a> {
-    ids: HashMap<&'a str, u32>,
+    ids: HashMap<&'a str, usize>,
 }
 
 impl<'a> Interner<'a> {
-    fn intern(&mut self, lines: &[&'a str]) -> Vec<u32> {
+    fn intern(&mut self, lines: &[&'a str]) -> Vec<usize> {
         lines
             .iter()
             .map(|line| {
-                let next = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+                let next = self.ids.len();
                 *self.ids.entry(line).or_insert(next)
             })
             .collect()
@@ -56,8 +56,9 @@ struct Hunk {
 
 /// Diffs `old` against `new` into hunks: a Myers diff (bounded by `deadline`, past which it degrades to coarser
 /// hunks) whose changes are then slid like git's xdiff does (see [`compact`]), so that hunk placement — which
-/// decides what a three-way merge considers overlapping — matches `git merge-file` and `diff -u` as closely as
-/// possible.
+/// decides what a three-way merge considers overlapping — matches `git merge-file` and `git diff` as closely as
+/// possible. Where several shortest edit scripts exist, `similar`'s Myers can still pick a different one than xdiff
+/// (rarely, and only in repetitive text); running it on the swapped inputs, as done here, agrees with git more often.
 fn diff_hunks<T: Eq>(old: &[T], new: &[T], deadline: Option<Instant>) -> Vec<Hunk> {
     let mut flags = ChangeFlags {
         old: vec![false; new.len() + 2],
@@ -292,7 +293,7 @@ pub fn unified_diff(old: &str, new: &str, old_label: &str, new_label: &str, cont
         let mut count = 1;
         while rest
             .get(count)
-            .is_some_and(|next| next.base.start - rest[count - 1].base.end <= 2 * context)
+            .is_some_and(|next| next.base.start - rest[count - 1].base.end <= context.saturating_mul(2))
         {
             count += 1;
         }
@@ -349,7 +350,8 @@ fn push_diff_lines(out: &mut String, prefix: char, lines: &[&str]) {
 pub struct Conflict {
     /// 0-based index of this conflict among all conflicts.
     pub index: usize,
-    /// 1-based line in `base` where the conflicting region starts (the region may be empty).
+    /// 1-based line in `base` where the conflicting region starts (the region may be empty: then it is the line
+    /// the conflicting insertions go before, or `base`'s line count + 1 at its end).
     pub base_start: usize,
     /// The region's text in the common ancestor (whole lines, with their line endings; may be empty).
     pub base: String,
@@ -396,10 +398,11 @@ enum Segment {
 /// As in `git merge-file` (and GNU `diff3`), changes on the two sides that *touch* — a change ending on the line
 /// where the other side's change starts, or an insertion directly before/after a line the other side changed — are
 /// one overlapping region, hence a conflict when they differ; changes separated by at least one line that neither
-/// side changed merge cleanly. Differences from git, both never producing a worse result: a region whose final
-/// text is the same on both sides merges cleanly even if the two diffs split it differently (git compares hunk by
-/// hunk), and git's "zealous" conflict trimming is not applied (git does not apply it in diff3 style either, and
-/// every conflict here reports its base text).
+/// side changed merge cleanly. Known differences from git: a region whose final text is the same on both sides
+/// merges cleanly even if the two diffs split it differently (git compares hunk by hunk); git's "zealous" conflict
+/// trimming is not applied (git skips it in diff3 style too, and every conflict here reports its base text); and in
+/// repetitive text where several equally short diffs exist, the chosen alignment (hence, rarely, the extent of a
+/// conflict or whether two changes touch) can differ from xdiff's.
 pub fn merge3(base: &str, ours: &str, theirs: &str) -> MergeOutcome {
     let segments = merge_segments(base, ours, theirs);
     if segments.iter().any(|s| matches!(s, Segment::Conflict(_))) {
@@ -482,7 +485,7 @@ fn merge_segments(base: &str, ours: &str, theirs: &str) -> Vec<Segment> {
         let start = match (ours_hunks.get(i), theirs_hunks.get(j)) {
             (None, None) => break,
             (Some(h), None) | (None, Some(h)) => h.base.start,
-            (Some(a), Some(b)) => a.base.start.min(b.base.start),
+            (Some(x), Some(y)) => x.base.start.min(y.base.start),
         };
         // Grow the region [start, end) of base over every hunk (of either side) that overlaps or touches it.
         let (i0, j0) = (i, j);
@@ -756,4 +759,1011 @@ fn push_edit(out: &mut Vec<RawEdit>, edit: RawEdit) {
         return;
     }
     out.push(edit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Helpers
+    // -----------------------------------------------------------------------------------------------------------
+
+    /// SplitMix64: a small deterministic PRNG for the property tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform-ish in `0..n` (`n > 0`).
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    const CHARS: &[char] = &[
+        'a', 'b', 'c', 'x', ' ', '\n', '\n', '\r', 'é', 'ß', 'ü', '中', '文', '字', '😀', '🎉', '👍', '\u{0301}',
+        '\u{200D}',
+    ];
+
+    fn random_text(rng: &mut Rng, max_len: usize) -> String {
+        let len = rng.below(max_len + 1);
+        (0..len).map(|_| *rng.pick(CHARS)).collect()
+    }
+
+    /// A random variation of `text`: a few character-level insertions, deletions and replacements.
+    fn mutate_chars(rng: &mut Rng, text: &str) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for _ in 0..rng.below(6) {
+            match rng.below(3) {
+                0 => {
+                    let at = rng.below(chars.len() + 1);
+                    let run: Vec<char> = (0..1 + rng.below(4)).map(|_| *rng.pick(CHARS)).collect();
+                    chars.splice(at..at, run);
+                }
+                1 if !chars.is_empty() => {
+                    let at = rng.below(chars.len());
+                    let end = (at + 1 + rng.below(4)).min(chars.len());
+                    chars.drain(at..end);
+                }
+                _ if !chars.is_empty() => {
+                    let at = rng.below(chars.len());
+                    chars[at] = *rng.pick(CHARS);
+                }
+                _ => {}
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    /// Applies `edits` one after another, indexing `old` in `unit`, exactly as a CRDT client would.
+    fn apply(old: &str, edits: &[TextEdit], unit: Unit) -> String {
+        match unit {
+            Unit::Bytes => {
+                let mut text = old.to_string();
+                for e in edits {
+                    assert!(
+                        text.is_char_boundary(e.start) && text.is_char_boundary(e.start + e.delete),
+                        "{e:?}"
+                    );
+                    text.replace_range(e.start..e.start + e.delete, &e.insert);
+                }
+                text
+            }
+            Unit::Utf16 => {
+                let mut text: Vec<u16> = old.encode_utf16().collect();
+                for e in edits {
+                    text.splice(e.start..e.start + e.delete, e.insert.encode_utf16());
+                }
+                String::from_utf16(&text).expect("an edit split a surrogate pair")
+            }
+            Unit::Chars => {
+                let mut text: Vec<char> = old.chars().collect();
+                for e in edits {
+                    text.splice(e.start..e.start + e.delete, e.insert.chars());
+                }
+                text.into_iter().collect()
+            }
+        }
+    }
+
+    const UNITS: [Unit; 3] = [Unit::Bytes, Unit::Utf16, Unit::Chars];
+
+    /// Checks every promised property of `edits` for `old` -> `new`.
+    fn check_edits(old: &str, new: &str, unit: Unit, edits: &[TextEdit]) {
+        for e in edits {
+            assert!(e.delete > 0 || !e.insert.is_empty(), "no-op edit {e:?}");
+            assert!(e.start + e.delete <= unit.count(old), "edit past the end: {e:?}");
+        }
+        for pair in edits.windows(2) {
+            // Strictly descending, not overlapping, and not touching (touching edits are coalesced).
+            assert!(
+                pair[1].start + pair[1].delete < pair[0].start,
+                "order/coalescing: {pair:?}"
+            );
+        }
+        assert_eq!(
+            apply(old, edits, unit),
+            new,
+            "old={old:?} new={new:?} unit={unit:?} edits={edits:?}"
+        );
+        if old == new {
+            assert!(edits.is_empty());
+        }
+    }
+
+    fn roundtrip(old: &str, new: &str) {
+        for unit in UNITS {
+            let edits = text_edits(old, new, unit);
+            check_edits(old, new, unit, &edits);
+        }
+    }
+
+    fn edit(start: usize, delete: usize, insert: &str) -> TextEdit {
+        TextEdit {
+            start,
+            delete,
+            insert: insert.to_string(),
+        }
+    }
+
+    fn clean(base: &str, ours: &str, theirs: &str) -> String {
+        match merge3(base, ours, theirs) {
+            MergeOutcome::Clean(text) => text,
+            MergeOutcome::Conflicts(c) => panic!("unexpected conflicts {c:#?}"),
+        }
+    }
+
+    fn conflicts(base: &str, ours: &str, theirs: &str) -> Vec<Conflict> {
+        match merge3(base, ours, theirs) {
+            MergeOutcome::Clean(text) => panic!("unexpected clean merge {text:?}"),
+            MergeOutcome::Conflicts(c) => c,
+        }
+    }
+
+    fn conflict(index: usize, base_start: usize, base: &str, ours: &str, theirs: &str) -> Conflict {
+        Conflict {
+            index,
+            base_start,
+            base: base.to_string(),
+            ours: ours.to_string(),
+            theirs: theirs.to_string(),
+        }
+    }
+
+    fn text(text: &str) -> Resolution {
+        Resolution::Text { text: text.to_string() }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Unified diff
+    // -----------------------------------------------------------------------------------------------------------
+
+    #[test]
+    fn unified_diff_of_equal_texts_is_empty() {
+        assert_eq!(unified_diff("", "", "a", "b", 3), "");
+        assert_eq!(unified_diff("x\ny\n", "x\ny\n", "a", "b", 3), "");
+        assert_eq!(unified_diff("no newline", "no newline", "a", "b", 0), "");
+    }
+
+    #[test]
+    fn unified_diff_single_change_with_context() {
+        let old = "one\ntwo\nthree\nfour\nfive\nsix\nseven\n";
+        let new = "one\ntwo\nthree\nFOUR\nfive\nsix\nseven\n";
+        assert_eq!(
+            unified_diff(old, new, "a/doc.md", "b/doc.md", 2),
+            "--- a/doc.md\n+++ b/doc.md\n@@ -2,5 +2,5 @@\n two\n three\n-four\n+FOUR\n five\n six\n"
+        );
+        assert_eq!(
+            unified_diff(old, new, "old", "new", 3),
+            "--- old\n+++ new\n@@ -1,7 +1,7 @@\n one\n two\n three\n-four\n+FOUR\n five\n six\n seven\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_context_zero_and_separate_hunks() {
+        let old = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n";
+        let new = "1\nTWO\n3\n4\n5\n6\n7\n8\nNINE\n10\n";
+        assert_eq!(
+            unified_diff(old, new, "o", "n", 0),
+            "--- o\n+++ n\n@@ -2 +2 @@\n-2\n+TWO\n@@ -9 +9 @@\n-9\n+NINE\n"
+        );
+        assert_eq!(
+            unified_diff(old, new, "o", "n", 1),
+            "--- o\n+++ n\n@@ -1,3 +1,3 @@\n 1\n-2\n+TWO\n 3\n@@ -8,3 +8,3 @@\n 8\n-9\n+NINE\n 10\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_merges_hunks_whose_context_touches() {
+        // The changes are 6 lines apart: with 3 lines of context the two hunks touch and become one.
+        let old = "1\n2\n3\n4\n5\n6\n7\n8\n";
+        let new = "ONE\n2\n3\n4\n5\n6\n7\nEIGHT\n";
+        let diff = unified_diff(old, new, "o", "n", 3);
+        assert_eq!(diff.matches("@@ -").count(), 1, "{diff}");
+        assert!(
+            diff.starts_with("--- o\n+++ n\n@@ -1,8 +1,8 @@\n-1\n+ONE\n 2\n"),
+            "{diff}"
+        );
+        // With 2 lines of context they stay apart.
+        let diff = unified_diff(old, new, "o", "n", 2);
+        assert_eq!(
+            diff,
+            "--- o\n+++ n\n@@ -1,3 +1,3 @@\n-1\n+ONE\n 2\n 3\n@@ -6,3 +6,3 @@\n 6\n 7\n-8\n+EIGHT\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_marks_missing_final_newline() {
+        assert_eq!(
+            unified_diff("a\nb", "a\nc", "o", "n", 3),
+            "--- o\n+++ n\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n"
+        );
+        // Adding the final newline.
+        assert_eq!(
+            unified_diff("a", "a\n", "o", "n", 3),
+            "--- o\n+++ n\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+a\n"
+        );
+        // Removing it.
+        assert_eq!(
+            unified_diff("a\n", "a", "o", "n", 3),
+            "--- o\n+++ n\n@@ -1 +1 @@\n-a\n+a\n\\ No newline at end of file\n"
+        );
+        // An unchanged last line without a newline, shown as context.
+        assert_eq!(
+            unified_diff("a\nb\nc", "A\nb\nc", "o", "n", 3),
+            "--- o\n+++ n\n@@ -1,3 +1,3 @@\n-a\n+A\n b\n c\n\\ No newline at end of file\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_from_and_to_empty() {
+        assert_eq!(
+            unified_diff("", "x\ny\n", "o", "n", 3),
+            "--- o\n+++ n\n@@ -0,0 +1,2 @@\n+x\n+y\n"
+        );
+        assert_eq!(
+            unified_diff("x\n", "", "o", "n", 3),
+            "--- o\n+++ n\n@@ -1 +0,0 @@\n-x\n"
+        );
+        assert_eq!(
+            unified_diff("", "x", "o", "n", 3),
+            "--- o\n+++ n\n@@ -0,0 +1 @@\n+x\n\\ No newline at end of file\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_pure_insertion_and_deletion_ranges() {
+        assert_eq!(
+            unified_diff("a\nb\n", "a\nnew\nb\n", "o", "n", 0),
+            "--- o\n+++ n\n@@ -1,0 +2 @@\n+new\n"
+        );
+        assert_eq!(
+            unified_diff("a\nold\nb\n", "a\nb\n", "o", "n", 0),
+            "--- o\n+++ n\n@@ -2 +1,0 @@\n-old\n"
+        );
+        assert_eq!(
+            unified_diff("a\nb\n", "a\nnew\nb\n", "o", "n", 1),
+            "--- o\n+++ n\n@@ -1,2 +1,3 @@\n a\n+new\n b\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_slides_repeated_lines_like_git() {
+        // git (and GNU diff) report the later of two identical lines as the inserted one.
+        assert_eq!(
+            unified_diff("a\nb\nc\n", "a\nb\nb\nc\n", "o", "n", 0),
+            "--- o\n+++ n\n@@ -2,0 +3 @@\n+b\n"
+        );
+        assert_eq!(
+            unified_diff("x\ny\ny\nz\n", "x\ny\nz\n", "o", "n", 0),
+            "--- o\n+++ n\n@@ -3 +2,0 @@\n-y\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_keeps_crlf_and_unicode() {
+        assert_eq!(
+            unified_diff("héllo\r\n世界\r\n", "héllo\r\n世界 😀\r\n", "o", "n", 3),
+            "--- o\n+++ n\n@@ -1,2 +1,2 @@\n héllo\r\n-世界\r\n+世界 😀\r\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_with_unbounded_context() {
+        assert_eq!(
+            unified_diff("1\n2\n3\n4\n", "1\nTWO\n3\nFOUR\n", "o", "n", usize::MAX),
+            "--- o\n+++ n\n@@ -1,4 +1,4 @@\n 1\n-2\n+TWO\n 3\n-4\n+FOUR\n"
+        );
+    }
+
+    #[test]
+    fn unified_diff_random_texts_rebuild_both_sides() {
+        // With unlimited context a diff has one hunk whose body spells out both texts exactly.
+        let mut rng = Rng(7);
+        let lines = ["a\n", "b\n", "c\n", "中文\n", "😀\n", "\n", "\r\n", "x"];
+        for _ in 0..500 {
+            let old: String = (0..rng.below(10)).map(|_| *rng.pick(&lines)).collect();
+            let new: String = (0..rng.below(10)).map(|_| *rng.pick(&lines)).collect();
+            let diff = unified_diff(&old, &new, "o", "n", 1000);
+            if old == new {
+                assert_eq!(diff, "");
+                continue;
+            }
+            let body = diff.strip_prefix("--- o\n+++ n\n").expect("header");
+            assert_eq!(
+                body.matches("\n@@ ").count() + usize::from(body.starts_with("@@ ")),
+                1,
+                "{diff}"
+            );
+            let (mut rebuilt_old, mut rebuilt_new) = (String::new(), String::new());
+            let mut last_tag = "";
+            for line in body.split_inclusive('\n').skip(1) {
+                if line == "\\ No newline at end of file\n" {
+                    // The previous line had no newline of its own: drop the one the diff added after it.
+                    if last_tag != "+" {
+                        assert_eq!(rebuilt_old.pop(), Some('\n'));
+                    }
+                    if last_tag != "-" {
+                        assert_eq!(rebuilt_new.pop(), Some('\n'));
+                    }
+                    continue;
+                }
+                let (tag, content) = line.split_at(1);
+                match tag {
+                    " " => {
+                        rebuilt_old.push_str(content);
+                        rebuilt_new.push_str(content);
+                    }
+                    "-" => rebuilt_old.push_str(content),
+                    "+" => rebuilt_new.push_str(content),
+                    other => panic!("unexpected line tag {other:?} in {diff}"),
+                }
+                last_tag = tag;
+            }
+            assert_eq!(rebuilt_old, old, "{diff}");
+            assert_eq!(rebuilt_new, new, "{diff}");
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Three-way merge
+    // -----------------------------------------------------------------------------------------------------------
+
+    #[test]
+    fn merge_trivial_cases() {
+        assert_eq!(merge3("", "", ""), MergeOutcome::Clean(String::new()));
+        assert_eq!(clean("a\nb\n", "a\nb\n", "a\nb\n"), "a\nb\n");
+        assert_eq!(clean("a\n", "a\nours\n", "a\n"), "a\nours\n");
+        assert_eq!(clean("a\n", "a\n", "a\ntheirs\n"), "a\ntheirs\n");
+        assert_eq!(clean("a\n", "both\n", "both\n"), "both\n");
+        assert_eq!(clean("a\nb\n", "", "a\nb\n"), "");
+    }
+
+    #[test]
+    fn merge_takes_one_sided_changes() {
+        let base = "1\n2\n3\n4\n5\n";
+        assert_eq!(clean(base, "1\nTWO\n3\n4\n5\n", base), "1\nTWO\n3\n4\n5\n");
+        assert_eq!(clean(base, base, "1\n2\n3\nFOUR\n5\n"), "1\n2\n3\nFOUR\n5\n");
+        assert_eq!(clean(base, "1\n3\n4\n5\n", base), "1\n3\n4\n5\n");
+    }
+
+    #[test]
+    fn merge_combines_changes_separated_by_an_unchanged_line() {
+        let base = "1\n2\n3\n4\n5\n";
+        assert_eq!(
+            clean(base, "ONE\n2\n3\n4\n5\n", "1\n2\n3\n4\nFIVE\n"),
+            "ONE\n2\n3\n4\nFIVE\n"
+        );
+        // Exactly one unchanged line between the two changes is enough.
+        assert_eq!(
+            clean(base, "1\nTWO\n3\n4\n5\n", "1\n2\n3\nFOUR\n5\n"),
+            "1\nTWO\n3\nFOUR\n5\n"
+        );
+        // Insertions and deletions on different sides.
+        assert_eq!(
+            clean(base, "0\n1\n2\n3\n4\n5\n", "1\n2\n3\n4\n5\n6\n"),
+            "0\n1\n2\n3\n4\n5\n6\n"
+        );
+        assert_eq!(clean(base, "1\n3\n4\n5\n", "1\n2\n3\n4\n"), "1\n3\n4\n");
+        assert_eq!(
+            clean(base, "1\n2\nnew\n3\n4\n5\n", "1\n2\n3\n4\n5\nend\n"),
+            "1\n2\nnew\n3\n4\n5\nend\n"
+        );
+    }
+
+    #[test]
+    fn merge_takes_identical_changes_once() {
+        let base = "1\n2\n3\n";
+        assert_eq!(clean(base, "1\nTWO\n3\n", "1\nTWO\n3\n4\n"), "1\nTWO\n3\n4\n");
+        assert_eq!(clean(base, "1\n3\n", "1\n3\nx\n"), "1\n3\nx\n");
+        // Identical insertions at the same place.
+        assert_eq!(clean(base, "1\nnew\n2\n3\n", "1\nnew\n2\n3\n4\n"), "1\nnew\n2\n3\n4\n");
+        assert_eq!(clean("", "same\n", "same\n"), "same\n");
+    }
+
+    #[test]
+    fn merge_conflicts_on_the_same_line() {
+        let base = "1\n2\n3\n";
+        assert_eq!(
+            conflicts(base, "1\nours\n3\n", "1\ntheirs\n3\n"),
+            vec![conflict(0, 2, "2\n", "ours\n", "theirs\n")]
+        );
+    }
+
+    #[test]
+    fn merge_conflicts_on_adjacent_lines_like_git() {
+        // git merge-file (and diff3) treat changes to directly adjacent lines as one overlapping region.
+        let base = "1\n2\n3\n4\n";
+        assert_eq!(
+            conflicts(base, "1\nTWO\n3\n4\n", "1\n2\nTHREE\n4\n"),
+            vec![conflict(0, 2, "2\n3\n", "TWO\n3\n", "2\nTHREE\n")]
+        );
+        // An insertion right after (or right before) a line the other side changed.
+        assert_eq!(
+            conflicts(base, "1\nTWO\n3\n4\n", "1\n2\nnew\n3\n4\n"),
+            vec![conflict(0, 2, "2\n", "TWO\n", "2\nnew\n")]
+        );
+        assert_eq!(
+            conflicts(base, "1\nnew\n2\n3\n4\n", "1\nTWO\n3\n4\n"),
+            vec![conflict(0, 2, "2\n", "new\n2\n", "TWO\n")]
+        );
+    }
+
+    #[test]
+    fn merge_conflicts_on_different_insertions_at_one_place() {
+        let base = "1\n2\n";
+        assert_eq!(
+            conflicts(base, "1\nours\n2\n", "1\ntheirs\n2\n"),
+            vec![conflict(0, 2, "", "ours\n", "theirs\n")]
+        );
+        assert_eq!(
+            conflicts(base, "top\n1\n2\n", "TOP\n1\n2\n"),
+            vec![conflict(0, 1, "", "top\n", "TOP\n")]
+        );
+        assert_eq!(
+            conflicts(base, "1\n2\nend\n", "1\n2\nEND\n"),
+            vec![conflict(0, 3, "", "end\n", "END\n")]
+        );
+        assert_eq!(
+            conflicts("", "ours\n", "theirs\n"),
+            vec![conflict(0, 1, "", "ours\n", "theirs\n")]
+        );
+    }
+
+    #[test]
+    fn merge_conflicts_on_modify_versus_delete() {
+        let base = "1\n2\n3\n";
+        assert_eq!(
+            conflicts(base, "1\nTWO\n3\n", "1\n3\n"),
+            vec![conflict(0, 2, "2\n", "TWO\n", "")]
+        );
+        assert_eq!(
+            conflicts(base, "1\n3\n", "1\nTWO\n3\n"),
+            vec![conflict(0, 2, "2\n", "", "TWO\n")]
+        );
+    }
+
+    #[test]
+    fn merge_reports_several_conflicts_in_order() {
+        let base = "a\nb\nc\nd\ne\nf\ng\n";
+        let ours = "a\nB1\nc\nd\ne\nF1\ng\nh\n";
+        let theirs = "A\nB2\nc\nD\ne\nF2\ng\n";
+        // `a` and `b` touch, so line 1 (changed by theirs only) joins the first conflict.
+        assert_eq!(
+            conflicts(base, ours, theirs),
+            vec![
+                conflict(0, 1, "a\nb\n", "a\nB1\n", "A\nB2\n"),
+                conflict(1, 6, "f\n", "F1\n", "F2\n")
+            ]
+        );
+        assert_eq!(
+            merge3_resolved(base, ours, theirs, &[Resolution::Ours, Resolution::Theirs]).unwrap(),
+            "a\nB1\nc\nD\ne\nF2\ng\nh\n"
+        );
+        assert_eq!(
+            merge3_resolved(base, ours, theirs, &[Resolution::Base, text("f\nextra\n")]).unwrap(),
+            "a\nb\nc\nD\ne\nf\nextra\ng\nh\n"
+        );
+    }
+
+    #[test]
+    fn merge_coalesces_overlapping_hunks_into_one_conflict() {
+        // Ours rewrites lines 2-4 in one hunk; theirs changes 2 and 4 separately: one conflict spanning 2-4.
+        let base = "1\n2\n3\n4\n5\n";
+        assert_eq!(
+            conflicts(base, "1\nX\nY\nZ\n5\n", "1\ntwo\n3\nfour\n5\n"),
+            vec![conflict(0, 2, "2\n3\n4\n", "X\nY\nZ\n", "two\n3\nfour\n")]
+        );
+        // A chain of touching changes alternating between the sides.
+        assert_eq!(
+            conflicts(base, "1\nA\n3\nC\n5\n", "1\n2\nB\n4\nD\n"),
+            vec![conflict(0, 2, "2\n3\n4\n5\n", "A\n3\nC\n5\n", "2\nB\n4\nD\n")]
+        );
+    }
+
+    #[test]
+    fn merge_handles_missing_final_newline() {
+        // Appending a line to a text without a final newline changes its last line.
+        assert_eq!(clean("a\nx\nb", "a\nx\nb\nc", "A\nx\nb"), "A\nx\nb\nc");
+        // One side drops the final newline, the other changes something else.
+        assert_eq!(clean("a\nx\nb\n", "a\nx\nb", "A\nx\nb\n"), "A\nx\nb");
+        // Both sides change the unterminated last line.
+        let base = "a\nb";
+        assert_eq!(conflicts(base, "a\nB", "a\nC"), vec![conflict(0, 2, "b", "B", "C")]);
+        assert_eq!(
+            merge3_resolved(base, "a\nB", "a\nC", &[Resolution::Ours]).unwrap(),
+            "a\nB"
+        );
+        assert_eq!(
+            merge3_resolved(base, "a\nB", "a\nC", &[Resolution::Base]).unwrap(),
+            "a\nb"
+        );
+        // "b" and "b\n" are different lines.
+        assert_eq!(
+            conflicts("a\nb", "a\nb\n", "a\nc"),
+            vec![conflict(0, 2, "b", "b\n", "c")]
+        );
+        assert_eq!(clean("a\nb", "a\nb\n", "a\nb\n"), "a\nb\n");
+    }
+
+    #[test]
+    fn merge_keeps_line_endings() {
+        let base = "one\r\ntwo\r\nthree\r\nfour\r\n";
+        assert_eq!(
+            clean(
+                base,
+                "ONE\r\ntwo\r\nthree\r\nfour\r\n",
+                "one\r\ntwo\r\nthree\r\nFOUR\r\n"
+            ),
+            "ONE\r\ntwo\r\nthree\r\nFOUR\r\n"
+        );
+        // A line-ending-only change is a change.
+        assert_eq!(
+            conflicts(base, "one\r\nTWO\r\nthree\r\nfour\r\n", "one\r\ntwo\nthree\r\nfour\r\n"),
+            vec![conflict(0, 2, "two\r\n", "TWO\r\n", "two\n")]
+        );
+    }
+
+    #[test]
+    fn merge_unicode() {
+        let base = "# 标题\n内容一\n中间\n内容二\n🎉 fin\n";
+        let ours = "# 标题 😀\n内容一\n中间\n内容二\n🎉 fin\n";
+        let theirs = "# 标题\n内容一\n中间\n内容二 ✅\n🎉 fin\n";
+        assert_eq!(
+            clean(base, ours, theirs),
+            "# 标题 😀\n内容一\n中间\n内容二 ✅\n🎉 fin\n"
+        );
+        assert_eq!(
+            conflicts(
+                base,
+                "# 标题 😀\n内容一\n中间\n内容二\n🎉 fin\n",
+                "# 标题 👍\n内容一\n中间\n内容二\n🎉 fin\n"
+            ),
+            vec![conflict(0, 1, "# 标题\n", "# 标题 😀\n", "# 标题 👍\n")]
+        );
+    }
+
+    #[test]
+    fn merge_resolved_checks_the_resolution_count() {
+        let base = "1\n2\n3\n";
+        let (ours, theirs) = ("1\nours\n3\n", "1\ntheirs\n3\n");
+        assert!(merge3_resolved(base, ours, theirs, &[]).is_err());
+        assert!(merge3_resolved(base, ours, theirs, &[Resolution::Ours, Resolution::Ours]).is_err());
+        let err = merge3_resolved(base, ours, theirs, &[]).unwrap_err();
+        assert!(err.contains('1') && err.contains('0'), "{err}");
+        // A clean merge takes no resolutions.
+        assert_eq!(merge3_resolved(base, ours, base, &[]).unwrap(), ours);
+        assert!(merge3_resolved(base, ours, base, &[Resolution::Ours]).is_err());
+    }
+
+    #[test]
+    fn merge_resolved_applies_each_kind_of_resolution() {
+        let base = "head\n1\n2\n3\ntail\n";
+        let (ours, theirs) = ("head\n1\nours\n3\ntail\n", "HEAD\n1\ntheirs\n3\ntail\n");
+        let resolve = |r: Resolution| merge3_resolved(base, ours, theirs, &[r]).unwrap();
+        assert_eq!(resolve(Resolution::Ours), "HEAD\n1\nours\n3\ntail\n");
+        assert_eq!(resolve(Resolution::Theirs), "HEAD\n1\ntheirs\n3\ntail\n");
+        assert_eq!(resolve(Resolution::Base), "HEAD\n1\n2\n3\ntail\n");
+        assert_eq!(
+            resolve(text("mine 😀\nand theirs\n")),
+            "HEAD\n1\nmine 😀\nand theirs\n3\ntail\n"
+        );
+        assert_eq!(resolve(text("")), "HEAD\n1\n3\ntail\n");
+    }
+
+    #[test]
+    fn resolution_json_format() {
+        let parse = |json: &str| serde_json::from_str::<Resolution>(json);
+        assert_eq!(parse(r#"{"take":"ours"}"#).unwrap(), Resolution::Ours);
+        assert_eq!(parse(r#"{"take":"theirs"}"#).unwrap(), Resolution::Theirs);
+        assert_eq!(parse(r#"{"take":"base"}"#).unwrap(), Resolution::Base);
+        assert_eq!(parse(r#"{"take":"text","text":"x\n"}"#).unwrap(), text("x\n"));
+        assert!(parse(r#"{"take":"text"}"#).is_err());
+        assert!(parse(r#"{"take":"mine"}"#).is_err());
+        assert!(parse(r#""ours""#).is_err());
+        let list: Vec<Resolution> = serde_json::from_str(r#"[{"take":"ours"},{"take":"text","text":""}]"#).unwrap();
+        assert_eq!(list, vec![Resolution::Ours, text("")]);
+    }
+
+    #[test]
+    fn conflict_json_format() {
+        let c = conflict(0, 3, "b\n", "ours\n", "theirs 😀\n");
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"index": 0, "base_start": 3, "base": "b\n", "ours": "ours\n", "theirs": "theirs 😀\n"})
+        );
+        assert_eq!(serde_json::from_value::<Conflict>(json).unwrap(), c);
+    }
+
+    #[test]
+    fn openapi_schemas_describe_the_json() {
+        use utoipa::PartialSchema;
+        let conflict = serde_json::to_string(&Conflict::schema()).unwrap();
+        for field in ["index", "base_start", "base", "ours", "theirs"] {
+            assert!(conflict.contains(&format!("\"{field}\"")), "{conflict}");
+        }
+        let resolution = serde_json::to_string(&Resolution::schema()).unwrap();
+        for word in ["take", "ours", "theirs", "base", "text"] {
+            assert!(resolution.contains(&format!("\"{word}\"")), "{resolution}");
+        }
+    }
+
+    /// Random line-based texts over a tiny vocabulary, so that the two sides' changes often touch and overlap.
+    fn random_lines(rng: &mut Rng, max_lines: usize) -> String {
+        const LINES: &[&str] = &["a\n", "b\n", "c\n", "\n", "中文\n", "😀\n", "x\r\n"];
+        let mut text: String = (0..rng.below(max_lines + 1)).map(|_| *rng.pick(LINES)).collect();
+        if rng.below(5) == 0 {
+            text.push_str("tail");
+        }
+        text
+    }
+
+    fn mutate_lines(rng: &mut Rng, text: &str) -> String {
+        let mut lines: Vec<String> = split_lines(text).into_iter().map(str::to_string).collect();
+        for _ in 0..rng.below(4) {
+            match rng.below(3) {
+                0 => {
+                    let at = rng.below(lines.len() + 1);
+                    lines.insert(at, format!("new{}\n", rng.below(3)));
+                }
+                1 if !lines.is_empty() => {
+                    lines.remove(rng.below(lines.len()));
+                }
+                _ if !lines.is_empty() => {
+                    let at = rng.below(lines.len());
+                    lines[at] = format!("changed{}\n", rng.below(3));
+                }
+                _ => {}
+            }
+        }
+        lines.concat()
+    }
+
+    #[test]
+    fn merge_random_properties() {
+        let mut rng = Rng(2024);
+        for _ in 0..1500 {
+            let base = random_lines(&mut rng, 12);
+            let ours = mutate_lines(&mut rng, &base);
+            let theirs = mutate_lines(&mut rng, &base);
+
+            // One-sided and identical changes always merge cleanly.
+            assert_eq!(merge3(&base, &ours, &base), MergeOutcome::Clean(ours.clone()));
+            assert_eq!(merge3(&base, &base, &theirs), MergeOutcome::Clean(theirs.clone()));
+            assert_eq!(merge3(&base, &ours, &ours), MergeOutcome::Clean(ours.clone()));
+
+            let outcome = merge3(&base, &ours, &theirs);
+            // Swapping the sides swaps each conflict's sides and changes nothing else.
+            let swapped = match merge3(&base, &theirs, &ours) {
+                MergeOutcome::Conflicts(list) => MergeOutcome::Conflicts(
+                    list.into_iter()
+                        .map(|c| Conflict {
+                            ours: c.theirs,
+                            theirs: c.ours,
+                            ..c
+                        })
+                        .collect(),
+                ),
+                clean => clean,
+            };
+            assert_eq!(outcome, swapped, "base={base:?} ours={ours:?} theirs={theirs:?}");
+
+            match outcome {
+                MergeOutcome::Clean(merged) => {
+                    assert_eq!(merge3_resolved(&base, &ours, &theirs, &[]).unwrap(), merged);
+                }
+                MergeOutcome::Conflicts(list) => {
+                    let base_lines = split_lines(&base);
+                    let mut previous_end = 0;
+                    for (k, c) in list.iter().enumerate() {
+                        assert_eq!(c.index, k);
+                        assert!(c.ours != c.theirs && c.ours != c.base && c.theirs != c.base, "{c:?}");
+                        // The base text is the region of base that starts at `base_start`, after the previous one.
+                        let start = c.base_start - 1;
+                        assert!(start >= previous_end, "{list:?}");
+                        let region_len = split_lines(&c.base).len();
+                        assert_eq!(base_lines[start..start + region_len].concat(), c.base);
+                        previous_end = start + region_len;
+                        assert!(ours.contains(&c.ours) && theirs.contains(&c.theirs), "{c:?}");
+                    }
+                    // Resolutions apply to the conflicts in order: resolving with a placeholder per conflict and
+                    // then substituting each conflict's side gives the same text as resolving with that side.
+                    let n = list.len();
+                    let all = |r: Resolution| vec![r; n];
+                    let placeholder = |k: usize| format!("\u{1}{k}\u{2}");
+                    let marked: Vec<Resolution> = (0..n).map(|k| text(&placeholder(k))).collect();
+                    let rendered = merge3_resolved(&base, &ours, &theirs, &marked).unwrap();
+                    let substitute = |side: fn(&Conflict) -> &String| {
+                        list.iter().fold(rendered.clone(), |acc, c| {
+                            acc.replacen(&placeholder(c.index), side(c), 1)
+                        })
+                    };
+                    for (resolution, side) in [
+                        (Resolution::Ours, (|c| &c.ours) as fn(&Conflict) -> &String),
+                        (Resolution::Theirs, |c| &c.theirs),
+                        (Resolution::Base, |c| &c.base),
+                    ] {
+                        assert_eq!(
+                            merge3_resolved(&base, &ours, &theirs, &all(resolution)).unwrap(),
+                            substitute(side)
+                        );
+                    }
+                    assert!(merge3_resolved(&base, &ours, &theirs, &all(Resolution::Ours)[1..]).is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn merge_random_disjoint_edits_merge_cleanly() {
+        // Unique lines make every diff unambiguous; edits separated by untouched lines must merge to exactly the
+        // combination of both sides.
+        let mut rng = Rng(99);
+        for round in 0..400 {
+            let n = 1 + rng.below(30);
+            let base: Vec<String> = (0..n).map(|i| format!("line {i} 行\n")).collect();
+            let (mut ours, mut theirs, mut expected) = (Vec::new(), Vec::new(), Vec::new());
+            let mut i = 0;
+            let mut last_changed = false;
+            while i < n {
+                // A change may start only after an untouched line (or at the very top).
+                let change = !last_changed && rng.below(3) == 0;
+                if !change {
+                    for v in [&mut ours, &mut theirs, &mut expected] {
+                        v.push(base[i].clone());
+                    }
+                    i += 1;
+                    last_changed = false;
+                    continue;
+                }
+                let len = rng.below(3).min(n - i); // 0 = pure insertion
+                let replacement: Vec<String> = (0..rng.below(3)).map(|k| format!("{round}-{i}-{k} 😀\n")).collect();
+                if len == 0 && replacement.is_empty() {
+                    continue;
+                }
+                let (changed, untouched) = if rng.below(2) == 0 {
+                    (&mut ours, &mut theirs)
+                } else {
+                    (&mut theirs, &mut ours)
+                };
+                changed.extend(replacement.iter().cloned());
+                untouched.extend(base[i..i + len].iter().cloned());
+                expected.extend(replacement);
+                i += len;
+                last_changed = true;
+            }
+            let (base, ours, theirs, expected) = (base.concat(), ours.concat(), theirs.concat(), expected.concat());
+            assert_eq!(
+                clean(&base, &ours, &theirs),
+                expected,
+                "base={base:?} ours={ours:?} theirs={theirs:?}"
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Text edits
+    // -----------------------------------------------------------------------------------------------------------
+
+    #[test]
+    fn text_edits_of_equal_texts_are_empty() {
+        for unit in UNITS {
+            assert_eq!(text_edits("", "", unit), vec![]);
+            assert_eq!(text_edits("same 😀", "same 😀", unit), vec![]);
+        }
+    }
+
+    #[test]
+    fn text_edits_from_and_to_empty() {
+        assert_eq!(text_edits("", "abc", Unit::Bytes), vec![edit(0, 0, "abc")]);
+        assert_eq!(text_edits("abc", "", Unit::Bytes), vec![edit(0, 3, "")]);
+        assert_eq!(text_edits("", "😀", Unit::Utf16), vec![edit(0, 0, "😀")]);
+        assert_eq!(text_edits("😀中", "", Unit::Utf16), vec![edit(0, 3, "")]);
+        assert_eq!(text_edits("😀中", "", Unit::Bytes), vec![edit(0, 7, "")]);
+        assert_eq!(text_edits("😀中", "", Unit::Chars), vec![edit(0, 2, "")]);
+    }
+
+    #[test]
+    fn text_edits_are_minimal_for_simple_changes() {
+        assert_eq!(
+            text_edits("hello world", "hello brave world", Unit::Chars),
+            vec![edit(6, 0, "brave ")]
+        );
+        assert_eq!(
+            text_edits("hello brave world", "hello world", Unit::Chars),
+            vec![edit(6, 6, "")]
+        );
+        // A replacement is one coalesced edit, not a deletion plus an insertion.
+        assert_eq!(text_edits("abc", "axc", Unit::Bytes), vec![edit(1, 1, "x")]);
+        assert_eq!(
+            text_edits("the cat sat", "the dog sat", Unit::Bytes),
+            vec![edit(4, 3, "dog")]
+        );
+        assert_eq!(text_edits("abc", "abcd", Unit::Bytes), vec![edit(3, 0, "d")]);
+        assert_eq!(text_edits("abcd", "abc", Unit::Bytes), vec![edit(3, 1, "")]);
+    }
+
+    #[test]
+    fn text_edits_come_in_descending_order() {
+        let edits = text_edits("abcdefgh", "aXcdefgY", Unit::Bytes);
+        assert_eq!(edits, vec![edit(7, 1, "Y"), edit(1, 1, "X")]);
+        let edits = text_edits("one two three four", "1 two 3 four!", Unit::Chars);
+        assert_eq!(edits, vec![edit(18, 0, "!"), edit(8, 5, "3"), edit(0, 3, "1")]);
+        check_edits("one two three four", "1 two 3 four!", Unit::Chars, &edits);
+    }
+
+    #[test]
+    fn text_edits_count_in_the_requested_unit() {
+        let old = "héllo 😀 wörld";
+        let new = "héllo 🎉 wörld";
+        // "héllo " is 7 bytes, 6 UTF-16 units, 6 chars; the emoji is 4 bytes, 2 UTF-16 units, 1 char.
+        assert_eq!(text_edits(old, new, Unit::Bytes), vec![edit(7, 4, "🎉")]);
+        assert_eq!(text_edits(old, new, Unit::Utf16), vec![edit(6, 2, "🎉")]);
+        assert_eq!(text_edits(old, new, Unit::Chars), vec![edit(6, 1, "🎉")]);
+        let (old, new) = ("中文字", "中字！");
+        assert_eq!(
+            text_edits(old, new, Unit::Bytes),
+            vec![edit(9, 0, "！"), edit(3, 3, "")]
+        );
+        assert_eq!(
+            text_edits(old, new, Unit::Utf16),
+            vec![edit(3, 0, "！"), edit(1, 1, "")]
+        );
+        assert_eq!(
+            text_edits(old, new, Unit::Chars),
+            vec![edit(3, 0, "！"), edit(1, 1, "")]
+        );
+    }
+
+    #[test]
+    fn text_edits_never_split_surrogate_pairs() {
+        // 😀 is D83D DE00 and 😁 is D83D DE01 in UTF-16: they share a high surrogate, but the edit must replace the
+        // whole pair.
+        assert_eq!(text_edits("a😀b", "a😁b", Unit::Utf16), vec![edit(1, 2, "😁")]);
+        assert_eq!(text_edits("😀😀", "😀🎉😀", Unit::Utf16), vec![edit(2, 0, "🎉")]);
+        assert_eq!(text_edits("😀😀", "😀🎉😀", Unit::Bytes), vec![edit(4, 0, "🎉")]);
+        // A ZWJ sequence and combining marks are edited per char, which is still valid UTF-16/UTF-8.
+        roundtrip("👩‍💻 e\u{0301}", "👩‍🔬 e\u{0300}");
+        roundtrip("🇩🇪", "🇫🇷");
+    }
+
+    #[test]
+    fn text_edits_unit_count() {
+        assert_eq!(Unit::Bytes.count("a😀中"), 8);
+        assert_eq!(Unit::Utf16.count("a😀中"), 4);
+        assert_eq!(Unit::Chars.count("a😀中"), 3);
+        assert_eq!(Unit::Utf16.count(""), 0);
+    }
+
+    #[test]
+    fn text_edits_roundtrip_fixed_cases() {
+        let cases = [
+            ("", ""),
+            ("", "x"),
+            ("x", ""),
+            ("a", "b"),
+            ("aaaa", "aa"),
+            ("aa", "aaaa"),
+            ("abab", "baba"),
+            ("line1\nline2\n", "line1\r\nline2\r\n"),
+            ("line1\r\nline2\r\n", "line1\nline2\n"),
+            ("no newline", "no newline\n"),
+            ("日本語のテキスト", "日本のテキスト文"),
+            ("😀😁😂🤣", "🤣😂😁😀"),
+            ("mixed é 中 😀 text", "text 😀 中 é mixed"),
+            ("\u{FEFF}bom", "bom"),
+            ("\0nul", "nul\0"),
+        ];
+        for (old, new) in cases {
+            roundtrip(old, new);
+            roundtrip(new, old);
+        }
+    }
+
+    #[test]
+    fn text_edits_on_a_large_document_stay_small() {
+        // Big enough to take the line-diff path for the changed middle (changes near both ends defeat the
+        // prefix/suffix trimming).
+        let old: String = (0..6000).map(|i| format!("line {i}: lorem ipsum 中文 😀\n")).collect();
+        assert!(old.len() > 2 * EDIT_LIMITS.char_diff_max);
+        let new = old
+            .replacen("line 1:", "LINE 1:", 1)
+            .replacen("line 3000: lorem", "line 3000: LOREM", 1)
+            + "appended 🎉\n";
+        for unit in UNITS {
+            let edits = text_edits(&old, &new, unit);
+            check_edits(&old, &new, unit, &edits);
+            let inserted: usize = edits.iter().map(|e| e.insert.len()).sum();
+            assert!(edits.len() <= 6 && inserted < 40, "{edits:?}");
+        }
+    }
+
+    #[test]
+    fn text_edits_fallbacks_stay_correct() {
+        let mut rng = Rng(5);
+        let limits = [
+            // Always line-diff first, then char-diff every changed hunk.
+            EditLimits {
+                char_diff_max: 0,
+                hunk_char_diff_max: usize::MAX,
+                timeout: Duration::from_secs(60),
+            },
+            // Line diff only: changed hunks are replaced whole.
+            EditLimits {
+                char_diff_max: 0,
+                hunk_char_diff_max: 0,
+                timeout: Duration::from_secs(60),
+            },
+            // Out of time from the start: the diffs degrade to coarse edits.
+            EditLimits {
+                char_diff_max: usize::MAX,
+                hunk_char_diff_max: usize::MAX,
+                timeout: Duration::ZERO,
+            },
+            EditLimits {
+                char_diff_max: 0,
+                hunk_char_diff_max: usize::MAX,
+                timeout: Duration::ZERO,
+            },
+        ];
+        for _ in 0..300 {
+            let old = random_text(&mut rng, 60);
+            let new = if rng.below(4) == 0 {
+                random_text(&mut rng, 60)
+            } else {
+                mutate_chars(&mut rng, &old)
+            };
+            for limit in limits {
+                for unit in UNITS {
+                    let edits = text_edits_with(&old, &new, unit, limit);
+                    check_edits(&old, &new, unit, &edits);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_edits_random_roundtrip() {
+        let mut rng = Rng(0xC0FFEE);
+        for _ in 0..2000 {
+            let old = random_text(&mut rng, 40);
+            let new = match rng.below(5) {
+                0 => random_text(&mut rng, 40),
+                _ => mutate_chars(&mut rng, &old),
+            };
+            roundtrip(&old, &new);
+        }
+    }
+
+    #[test]
+    fn text_edits_random_edits_cost_no_more_than_the_change() {
+        // One contiguous change in random text yields edits that delete and insert no more than that change.
+        let mut rng = Rng(31337);
+        for _ in 0..500 {
+            let old: Vec<char> = random_text(&mut rng, 30).chars().collect();
+            let at = rng.below(old.len() + 1);
+            let del = rng.below(old.len() - at + 1).min(3);
+            let ins: String = (0..rng.below(4)).map(|_| *rng.pick(CHARS)).collect();
+            let mut new = old.clone();
+            new.splice(at..at + del, ins.chars());
+            let (old, new): (String, String) = (old.into_iter().collect(), new.into_iter().collect());
+            let edits = text_edits(&old, &new, Unit::Chars);
+            check_edits(&old, &new, Unit::Chars, &edits);
+            // Myers minimises the number of deleted plus inserted chars.
+            let cost: usize = edits.iter().map(|e| e.delete + e.insert.chars().count()).sum();
+            assert!(cost <= del + ins.chars().count(), "{old:?} -> {new:?}: {edits:?}");
+        }
+    }
 }

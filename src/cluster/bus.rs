@@ -63,6 +63,19 @@ pub enum Ephemeral {
         session: Uuid,
         user: Option<Uuid>,
     },
+    /// A coalesced piece of an AI reply (offset in UTF-16 code units).
+    AiChunk {
+        session: Uuid,
+        message_id: Uuid,
+        offset: usize,
+        text: String,
+        model: String,
+    },
+    /// Stop an AI reply (the node generating it acts).
+    StopGeneration {
+        session: Uuid,
+        message_id: Uuid,
+    },
     /// A y-websocket awareness update (cursors, names) for an artifact, base64.
     Awareness {
         artifact: Uuid,
@@ -87,7 +100,7 @@ pub struct EphemeralNotice {
 pub struct Bus {
     /// The node's identity; replaced when the node rejoins after losing its lease.
     node_id: Arc<RwLock<Uuid>>,
-    ephemeral: mpsc::UnboundedSender<Ephemeral>,
+    ephemeral: mpsc::UnboundedSender<(Ephemeral, bool)>,
 }
 
 impl Bus {
@@ -113,7 +126,13 @@ impl Bus {
 
     /// Queues ephemeral traffic for the next tick.
     pub fn ephemeral(&self, item: Ephemeral) {
-        let _ = self.ephemeral.send(item);
+        let _ = self.ephemeral.send((item, false));
+    }
+
+    /// Sends ephemeral traffic without waiting for the tick (it was coalesced already, and
+    /// latency matters: AI reply chunks).
+    pub fn ephemeral_now(&self, item: Ephemeral) {
+        let _ = self.ephemeral.send((item, true));
     }
 
     /// Rings the doorbell for committed-with-this-transaction events of one topic. Call it
@@ -176,13 +195,15 @@ async fn ephemeral_sender(
     node: Arc<RwLock<Uuid>>,
     pool: DbPool,
     tick: Duration,
-    mut rx: mpsc::UnboundedReceiver<Ephemeral>,
+    mut rx: mpsc::UnboundedReceiver<(Ephemeral, bool)>,
 ) {
-    while let Some(first) = rx.recv().await {
+    while let Some((first, urgent)) = rx.recv().await {
         // Let the tick's worth of traffic gather, then send it together.
-        tokio::time::sleep(tick).await;
+        if !urgent {
+            tokio::time::sleep(tick).await;
+        }
         let mut items = vec![first];
-        while let Ok(item) = rx.try_recv() {
+        while let Ok((item, _)) = rx.try_recv() {
             items.push(item);
         }
         let payloads = pack(*node.read().expect("node id lock"), items);

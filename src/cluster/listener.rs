@@ -159,6 +159,14 @@ fn apply_ephemeral(state: &Arc<AppState>, from: uuid::Uuid, item: Ephemeral) {
             node,
             state: presence,
         } => state.live.remote_presence(session, user, node, presence),
+        Ephemeral::AiChunk {
+            session,
+            message_id,
+            offset,
+            text,
+            model,
+        } => state.live.remote_chunk(session, message_id, offset, text, model),
+        Ephemeral::StopGeneration { session, message_id } => state.live.cancel_generation(session, message_id),
         Ephemeral::NodeDown { node } => {
             state.live.node_down(node);
             state.editors.node_down(node);

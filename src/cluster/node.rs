@@ -84,6 +84,26 @@ pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
     .await
 }
 
+/// Replies that were streaming on nodes that are gone end as interrupted, for everyone.
+pub async fn interrupt_replies(state: &AppState, nodes: &[Uuid]) {
+    if nodes.is_empty() {
+        return;
+    }
+    let result = async {
+        let mut conn = state.pool.get().await?;
+        crate::ai::generation::interrupt_nodes(&mut conn, &state.bus, nodes).await
+    }
+    .await;
+    match result {
+        Ok(events) => {
+            for (session, event) in events {
+                state.live.publish(session, vec![event]);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "marking interrupted replies failed"),
+    }
+}
+
 /// Leaves the cluster on shutdown: presences and the lease go now, not at expiry.
 pub async fn leave(pool: &DbPool, node_id: Uuid) -> AppResult<()> {
     let mut conn = pool.get().await?;
@@ -131,6 +151,7 @@ pub fn spawn_heartbeat(state: Arc<AppState>) {
             }
             match reap(&state.pool).await {
                 Ok(dead) => {
+                    interrupt_replies(&state, &dead).await;
                     for node in dead {
                         tracing::warn!(dead_node = %node, "node lease expired; removed its presences");
                         state.live.node_down(node);

@@ -1,6 +1,18 @@
 //! Table definitions for diesel, matching `migrations/` (kept in the `diesel print-schema` shape).
 
 diesel::table! {
+    ai_usage (workspace_id, user_id, model, day) {
+        workspace_id -> Uuid,
+        user_id -> Uuid,
+        model -> Text,
+        day -> Date,
+        requests -> Int4,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+    }
+}
+
+diesel::table! {
     api_tokens (id) {
         id -> Uuid,
         workspace_id -> Uuid,
@@ -100,6 +112,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    generations (message_id) {
+        message_id -> Uuid,
+        session_id -> Uuid,
+        reply_to -> Nullable<Uuid>,
+        asked_by -> Nullable<Uuid>,
+        node_id -> Uuid,
+        model -> Text,
+        status -> Text,
+        partial -> Text,
+        stop_requested -> Bool,
+        error -> Nullable<Text>,
+        prompt_tokens -> Nullable<Int4>,
+        completion_tokens -> Nullable<Int4>,
+        started_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     invitations (id) {
         id -> Uuid,
         workspace_id -> Uuid,
@@ -169,6 +200,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         archived_at -> Nullable<Timestamptz>,
+        ai_mode -> Text,
     }
 }
 
@@ -212,6 +244,8 @@ diesel::table! {
         created_at -> Timestamptz,
         edited_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
+        model -> Nullable<Text>,
+        status -> Text,
     }
 }
 
@@ -270,6 +304,8 @@ diesel::joinable!(workspace_members -> users (user_id));
 diesel::joinable!(workspace_members -> workspaces (workspace_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    ai_usage,
+    generations,
     api_tokens,
     artifact_snapshots,
     artifact_tokens,

@@ -10,6 +10,7 @@ use crate::auth::Permission;
 use crate::db::schema::chat_sessions;
 use crate::error::{AppError, ErrorCode};
 use crate::gateway::protocol::{ClientFrame, PROTOCOL_VERSION, Topic, salvage_ref};
+use crate::sessions::ai::ControlGeneration;
 use crate::sessions::live::{
     self, ClientHandle, Outbound, SetStatus, Subscribe, ToClient, Typing, Unsubscribe, Write, error_frame, frame,
     wire_size,
@@ -176,6 +177,12 @@ impl Connection {
                 emoji,
                 ..
             } => self.write(topic, reference, Action::React { message_id, emoji }, ctx),
+            ClientFrame::StopGeneration { topic, message_id, .. } => {
+                self.control_generation(topic, message_id, false, reference, ctx)
+            }
+            ClientFrame::Regenerate { topic, message_id, .. } => {
+                self.control_generation(topic, message_id, true, reference, ctx)
+            }
             ClientFrame::Typing { topic, typing, .. } => match self.subscriptions.get(&topic) {
                 Some(addr) => addr.do_send(Typing {
                     conn_id: self.id,
@@ -306,6 +313,26 @@ impl Connection {
 }
 
 impl Connection {
+    fn control_generation(
+        &mut self,
+        topic: String,
+        message_id: Uuid,
+        regenerate: bool,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        match self.subscriptions.get(&topic) {
+            Some(addr) => addr.do_send(ControlGeneration {
+                user_id: self.user_id,
+                message_id,
+                regenerate,
+                reference,
+                reply: self.client(ctx),
+            }),
+            None => self.error(ctx, reference.as_deref(), Some(&topic), not_subscribed()),
+        }
+    }
+
     /// Watches an artifact's durable watermark (needs `view_artifacts`).
     fn watch_artifact(
         &mut self,

@@ -67,6 +67,20 @@ pub enum ClientFrame {
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
+    /// Stop an AI reply that is streaming (who asked, or `manage_sessions`).
+    StopGeneration {
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+        topic: String,
+        message_id: Uuid,
+    },
+    /// Ask the AI again: a new reply to the question this reply answered.
+    Regenerate {
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+        topic: String,
+        message_id: Uuid,
+    },
 }
 
 fn yes() -> bool {
@@ -84,6 +98,8 @@ impl ClientFrame {
             | ClientFrame::React { reference, .. }
             | ClientFrame::Typing { reference, .. }
             | ClientFrame::Presence { reference, .. }
+            | ClientFrame::StopGeneration { reference, .. }
+            | ClientFrame::Regenerate { reference, .. }
             | ClientFrame::Ping { reference } => reference.as_deref(),
         }
     }

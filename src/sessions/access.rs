@@ -51,6 +51,8 @@ pub struct SessionRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
+    /// When the AI answers: `off`, `mention` (messages containing `@ai`), `every_message`.
+    pub ai_mode: String,
 }
 
 /// The caller's standing in one session.

@@ -30,6 +30,8 @@ pub struct SessionView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
+    /// When the AI answers: `off`, `mention` (a message containing `@ai`), `every_message`.
+    pub ai_mode: String,
     /// The session topic's last seq: subscribe with `after_seq` = this to get only new events.
     pub head_seq: i64,
     /// The caller's role in this session (override or workspace role).
@@ -49,6 +51,7 @@ fn session_view(row: SessionRow, head_seq: i64, access: Option<&SessionAccess>) 
         created_at: row.created_at,
         updated_at: row.updated_at,
         archived_at: row.archived_at,
+        ai_mode: row.ai_mode,
         head_seq,
         my_role: access.map(|a| a.role),
         my_permissions: access.map(|a| a.permissions.iter().collect()).unwrap_or_default(),
@@ -60,6 +63,15 @@ fn user_of(principal: &Principal) -> AppResult<Uuid> {
     principal
         .user_id()
         .ok_or_else(|| AppError::new(ErrorCode::UserRequired, "chat sessions are for logged-in users"))
+}
+
+fn validate_ai_mode(mode: &str) -> AppResult<String> {
+    match mode {
+        "off" | "mention" | "every_message" => Ok(mode.to_owned()),
+        _ => Err(AppError::validation(
+            "`ai_mode` must be `off`, `mention` or `every_message`",
+        )),
+    }
 }
 
 fn validate_model(model: &Option<String>) -> AppResult<Option<String>> {
@@ -76,6 +88,8 @@ pub struct CreateSessionRequest {
     /// Default `private`.
     pub visibility: Option<Visibility>,
     pub default_model: Option<String>,
+    /// `off`, `mention` (default) or `every_message`.
+    pub ai_mode: Option<String>,
 }
 
 /// `POST /api/workspaces/{id}/sessions` — start a chat session (`create_sessions`).
@@ -92,6 +106,7 @@ pub async fn create_session(
     let title = validate::text("title", &body.title, 1, 200)?;
     let model = validate_model(&body.default_model)?;
     let visibility = body.visibility.unwrap_or(Visibility::Private);
+    let ai_mode = validate_ai_mode(body.ai_mode.as_deref().unwrap_or("mention"))?;
     let mut conn = state.pool.get().await?;
     authorize(
         &mut conn,
@@ -111,6 +126,7 @@ pub async fn create_session(
                         chat_sessions::title.eq(&title),
                         chat_sessions::visibility.eq(visibility.as_str()),
                         chat_sessions::default_model.eq(&model),
+                        chat_sessions::ai_mode.eq(&ai_mode),
                         chat_sessions::created_by.eq(user.id),
                     ))
                     .returning(SessionRow::as_returning())
@@ -209,6 +225,8 @@ pub struct UpdateSessionRequest {
     pub visibility: Option<Visibility>,
     /// Set to a model id; send an empty string to clear.
     pub default_model: Option<String>,
+    /// `off`, `mention` or `every_message`.
+    pub ai_mode: Option<String>,
 }
 
 /// Runs a settings change: authorize (creator or `manage_sessions`), update, append the
@@ -272,6 +290,7 @@ pub async fn update_session(
         None => None,
     };
     let visibility = body.visibility;
+    let ai_mode = body.ai_mode.as_deref().map(validate_ai_mode).transpose()?;
     let (_, event) = change_session(&state, &principal, id, "session.updated", move |conn| {
         async move {
             if let Some(title) = &title {
@@ -283,6 +302,12 @@ pub async fn update_session(
             if let Some(visibility) = visibility {
                 diesel::update(chat_sessions::table.find(id))
                     .set(chat_sessions::visibility.eq(visibility.as_str()))
+                    .execute(conn)
+                    .await?;
+            }
+            if let Some(mode) = &ai_mode {
+                diesel::update(chat_sessions::table.find(id))
+                    .set(chat_sessions::ai_mode.eq(mode))
                     .execute(conn)
                     .await?;
             }

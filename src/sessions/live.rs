@@ -4,11 +4,13 @@
 //! (`presence.rs`). Writes go to the group-commit writer (`writer.rs`); acks are sent only
 //! after commit.
 
+use crate::ai::Ai;
 use crate::cluster::Bus;
 use crate::db::DbPool;
 use crate::error::{AppError, ErrorCode};
 use crate::events::{self, Event, SharedEvent};
 use crate::sessions::access::session_access;
+use crate::sessions::ai::Reply;
 use crate::sessions::presence::{PresenceEntry, TypingEntry};
 use crate::sessions::registry::LiveSessions;
 use crate::sessions::store::Action;
@@ -248,6 +250,14 @@ pub struct LiveSession {
     pub(super) typing: HashMap<Uuid, TypingEntry>,
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     writes_in_flight: usize,
+    pub(super) ai: Arc<Ai>,
+    /// The session's settings that decide AI replies (kept current from `session.updated`).
+    pub(super) ai_mode: String,
+    pub(super) default_model: Option<String>,
+    /// Replies streaming in this session.
+    pub(super) replies: HashMap<Uuid, Reply>,
+    /// Replies that ended recently (late chunks from the bus are ignored).
+    pub(super) finished_replies: std::collections::HashSet<Uuid>,
 }
 
 impl LiveSession {
@@ -257,6 +267,7 @@ impl LiveSession {
             topic: events::session_topic(session_id),
             pool,
             bus: registry.bus().clone(),
+            ai: registry.ai().clone(),
             registry,
             config,
             last_seq: 0,
@@ -268,6 +279,10 @@ impl LiveSession {
             typing: HashMap::new(),
             writer: None,
             writes_in_flight: 0,
+            ai_mode: "off".to_owned(),
+            default_model: None,
+            replies: HashMap::new(),
+            finished_replies: Default::default(),
         }
     }
 
@@ -299,6 +314,7 @@ impl LiveSession {
     pub(super) fn accept(&mut self, events: Vec<Event>, ctx: &mut Context<Self>) {
         for event in events {
             if event.seq > self.last_seq {
+                self.observe(&event);
                 self.pending
                     .entry(event.seq)
                     .or_insert_with(|| SharedEvent::new(&event));
@@ -318,6 +334,31 @@ impl LiveSession {
                 act.gap_fill_scheduled = false;
                 act.fill_gap(ctx);
             });
+        }
+    }
+
+    /// Keeps what the actor caches in step with committed events.
+    fn observe(&mut self, event: &Event) {
+        match event.kind.as_str() {
+            "message.completed" => {
+                if let Some(id) = event
+                    .data
+                    .pointer("/message/id")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| s.parse().ok())
+                {
+                    self.generation_completed(id);
+                }
+            }
+            "session.updated" => {
+                if let Some(session) = event.data.get("session") {
+                    if let Some(mode) = session.get("ai_mode").and_then(|v| v.as_str()) {
+                        self.ai_mode = mode.to_owned();
+                    }
+                    self.default_model = session.get("default_model").and_then(|v| v.as_str()).map(str::to_owned);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -369,7 +410,14 @@ impl LiveSession {
 
     /// Finishes a subscribe once authorized and loaded: `subscribed`, the replay, the
     /// events buffered meanwhile, `caught_up`; then the subscriber is live.
-    fn complete_subscribe(&mut self, msg: &Subscribe, head: i64, replay: Vec<Event>, ctx: &mut Context<Self>) {
+    fn complete_subscribe(
+        &mut self,
+        msg: &Subscribe,
+        head: i64,
+        replay: Vec<Event>,
+        checkpoints: Vec<(Uuid, String, String)>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(sub) = self.subscribers.get_mut(&msg.conn_id) else {
             return;
         };
@@ -387,7 +435,7 @@ impl LiveSession {
         }
         msg.recipient.do_send(ToClient::Frame(frame(json!({
             "type": "subscribed", "ref": msg.reference, "topic": self.topic, "head_seq": head,
-            "presence": presence, "typing": typing,
+            "presence": presence, "typing": typing, "generations": self.generations_snapshot(checkpoints),
         }))));
         let mut last_sent = msg.after_seq.unwrap_or(head);
         for event in replay.iter().map(SharedEvent::new).chain(buffered) {
@@ -431,14 +479,27 @@ impl Actor for LiveSession {
         // Learn where the log and the other nodes stand before handling anything else.
         let (pool, topic) = (self.pool.clone(), self.topic.clone());
         let remote = self.load_remote_presence();
+        let session_id = self.session_id;
         let load = async move {
             let mut conn = pool.get().await?;
             let seq = events::last_seq(&mut conn, &topic).await?;
-            Ok::<_, AppError>((seq, remote.await?))
+            let settings: (String, Option<String>) = {
+                use crate::db::schema::chat_sessions;
+                use diesel::prelude::*;
+                use diesel_async::RunQueryDsl;
+                chat_sessions::table
+                    .find(session_id)
+                    .select((chat_sessions::ai_mode, chat_sessions::default_model))
+                    .first(&mut conn)
+                    .await?
+            };
+            Ok::<_, AppError>((seq, settings, remote.await?))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok((seq, remote)) => {
+            Ok((seq, (ai_mode, default_model), remote)) => {
                 act.last_seq = seq;
+                act.ai_mode = ai_mode;
+                act.default_model = default_model;
                 act.replace_remote(remote);
             }
             Err(err) => {
@@ -447,6 +508,7 @@ impl Actor for LiveSession {
             }
         }));
         ctx.run_interval(Duration::from_millis(250), |act, _| act.expire_typing());
+        ctx.run_interval(self.ai.chunk_interval, |act, ctx| act.flush_generations(ctx));
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -479,6 +541,7 @@ impl Handler<Subscribe> for LiveSession {
             let mut conn = pool.get().await?;
             session_access(&mut conn, session_id, user_id).await?;
             let head = events::last_seq(&mut conn, &topic).await?;
+            let checkpoints = crate::ai::generation::streaming(&mut conn, session_id).await?;
             let replay = match after_seq {
                 Some(after) if after > head => {
                     return Err(AppError::validation(format!(
@@ -488,10 +551,10 @@ impl Handler<Subscribe> for LiveSession {
                 Some(after) => events::all_after(&mut conn, &topic, after).await?,
                 None => Vec::new(),
             };
-            Ok((head, replay))
+            Ok((head, replay, checkpoints))
         };
         ctx.spawn(load.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((head, replay)) => act.complete_subscribe(&msg, head, replay, ctx),
+            Ok((head, replay, checkpoints)) => act.complete_subscribe(&msg, head, replay, checkpoints, ctx),
             Err(err) => {
                 if act.subscribers.remove(&msg.conn_id).is_some() {
                     let frame = error_frame(msg.reference.as_deref(), Some(&act.topic), &err);

@@ -2,6 +2,7 @@
 //! durable writes behind it, and the registry of running actors.
 
 pub mod access;
+pub mod ai;
 pub mod handlers;
 pub mod live;
 pub mod presence;

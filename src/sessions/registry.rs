@@ -2,10 +2,12 @@
 //! routing of committed events and ephemeral traffic (local and from the bus) to them,
 //! access re-checks after membership changes.
 
+use crate::ai::Ai;
 use crate::cluster::Bus;
 use crate::cluster::bus::{Ephemeral, PresenceState};
 use crate::db::DbPool;
 use crate::events::Event;
+use crate::sessions::ai::{CancelGeneration, RemoteChunk};
 use crate::sessions::live::{
     CatchUp, LiveConfig, LiveSession, NodeDown, Publish, RecheckAccess, RemotePresence, RemoteTyping,
 };
@@ -22,15 +24,17 @@ struct Entry {
 pub struct LiveSessions {
     pool: DbPool,
     bus: Arc<Bus>,
+    ai: Arc<Ai>,
     config: LiveConfig,
     actors: Mutex<HashMap<Uuid, Entry>>,
 }
 
 impl LiveSessions {
-    pub fn new(pool: DbPool, bus: Arc<Bus>, config: LiveConfig) -> Arc<Self> {
+    pub fn new(pool: DbPool, bus: Arc<Bus>, ai: Arc<Ai>, config: LiveConfig) -> Arc<Self> {
         Arc::new(Self {
             pool,
             bus,
+            ai,
             config,
             actors: Mutex::new(HashMap::new()),
         })
@@ -38,6 +42,27 @@ impl LiveSessions {
 
     pub fn bus(&self) -> &Arc<Bus> {
         &self.bus
+    }
+
+    pub fn ai(&self) -> &Arc<Ai> {
+        &self.ai
+    }
+
+    /// A chunk of a reply generated on another node.
+    pub fn remote_chunk(&self, session_id: Uuid, message_id: Uuid, offset: usize, text: String, model: String) {
+        self.with(session_id, |a| {
+            a.do_send(RemoteChunk {
+                message_id,
+                offset,
+                text,
+                model,
+            })
+        });
+    }
+
+    /// Someone on another node asked to stop a reply; stop it if it runs here.
+    pub fn cancel_generation(&self, session_id: Uuid, message_id: Uuid) {
+        self.with(session_id, |a| a.do_send(CancelGeneration(message_id)));
     }
 
     /// The session's actor on this node, started if there is none (or it has stopped).

@@ -40,6 +40,10 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The model that wrote an assistant message.
+    pub model: Option<String>,
+    /// `complete`, or for AI replies `streaming`, `stopped`, `failed`, `interrupted`.
+    pub status: String,
 }
 
 pub fn validate_body(body: &str) -> AppResult<String> {

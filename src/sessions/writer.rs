@@ -7,6 +7,7 @@ use crate::cluster::Bus;
 use crate::db::DbPool;
 use crate::error::{AppError, ErrorCode};
 use crate::events::{self, Event};
+use crate::sessions::ai::Asked;
 use crate::sessions::live::{ClientHandle, LiveSession, Publish, ToClient, WritesDone, error_frame, frame};
 use crate::sessions::store::{self, Action};
 use actix::Addr;
@@ -65,6 +66,18 @@ pub async fn writer_loop(
         }
         for (job, outcome) in batch.iter().zip(outcomes) {
             let reference = job.reference.as_deref();
+            if let (Action::Send { body }, Ok(events)) = (&job.action, &outcome)
+                && let Some(id) = events
+                    .iter()
+                    .find(|e| e.kind == "message.created")
+                    .and_then(|e| e.data.pointer("/message/id")?.as_str()?.parse().ok())
+            {
+                session.do_send(Asked {
+                    message_id: id,
+                    asked_by: job.user_id,
+                    body: body.clone(),
+                });
+            }
             let frame = match outcome {
                 Ok(events) => {
                     let seq = events.last().map(|e| e.seq);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod openai;
 pub mod ws;
 pub mod yclient;
 

@@ -415,6 +415,18 @@ fn endpoints() -> Vec<Endpoint> {
         },
         Endpoint {
             method: Method::GET,
+            template: "/api/models",
+            needs: Account,
+            request: |_| ("/api/models".into(), None),
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/workspaces/{id}/usage",
+            needs: Perm(P::ViewAnalytics),
+            request: |f| (format!("/api/workspaces/{}/usage", f.workspace), None),
+        },
+        Endpoint {
+            method: Method::GET,
             template: "/api/admin/nodes",
             needs: ServerAdmin,
             request: |_| ("/api/admin/nodes".into(), None),

@@ -2,7 +2,10 @@
 //! WebSocket connections, subscribes them to sessions of a chosen size, drives a chosen
 //! message rate, and reports delivery latency (same node and across nodes), deliveries
 //! per second, connection setup rate, server CPU and memory, and notifying commits per
-//! second on Postgres. See docs/PERFORMANCE.md.
+//! second on Postgres. With `--artifact` it drives one live document instead (see
+//! `artifact.rs`). See docs/PERFORMANCE.md.
+
+mod artifact;
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
@@ -25,7 +28,8 @@ struct Args {
     /// Connections per chat session (one of them sends).
     #[arg(long, default_value_t = 10)]
     session_size: usize,
-    /// Messages per second, in total over all sessions.
+    /// Messages per second, in total over all sessions (with `--artifact`: document
+    /// updates per second, in total over all writers).
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
     /// Seconds of sending.
@@ -41,6 +45,17 @@ struct Args {
     /// memory per idle connection.
     #[arg(long)]
     idle: bool,
+    /// Artifact mode: one artifact edited over the y-websocket protocol by `--writers`
+    /// clients while `--readers` clients watch; `--clients`, `--session-size`, `--payload`
+    /// and `--idle` do not apply.
+    #[arg(long)]
+    artifact: bool,
+    /// Artifact mode: clients that append timestamped chunks to the text.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Artifact mode: clients that only watch (connected with write tokens all the same).
+    #[arg(long, default_value_t = 16)]
+    readers: usize,
     /// Server process ids (comma-separated) to read CPU and memory from /proc.
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
@@ -113,10 +128,23 @@ impl Api {
         anyhow::ensure!(status.is_success(), "POST {path}: {status} {body}");
         Ok(body)
     }
+
+    async fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "GET {path}: {status} {body}");
+        Ok(body)
+    }
 }
 
-/// Users (tokens) in one workspace, and session topics.
-async fn setup(api: &Api, args: &Args, sessions: usize) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// One workspace and `--users` editors in it: (workspace id, user tokens, the owner's first).
+async fn setup_workspace(api: &Api, args: &Args) -> anyhow::Result<(String, Vec<String>)> {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let password = "load-test-password";
     let register = |i: usize| {
@@ -155,11 +183,18 @@ async fn setup(api: &Api, args: &Args, sessions: usize) -> anyhow::Result<(Vec<S
         .await?;
         tokens.push(token);
     }
+    Ok((ws, tokens))
+}
+
+/// Users (tokens) in one workspace, and session topics.
+async fn setup(api: &Api, args: &Args, sessions: usize) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let (ws, tokens) = setup_workspace(api, args).await?;
+    let owner = &tokens[0];
     let mut topics = Vec::new();
     for i in 0..sessions {
         let body = json!({ "title": format!("load {i}"), "visibility": "workspace" });
         let s = api
-            .post(&format!("/api/workspaces/{ws}/sessions"), Some(&owner), body)
+            .post(&format!("/api/workspaces/{ws}/sessions"), Some(owner), body)
             .await?;
         topics.push(format!("session:{}", s["id"].as_str().unwrap_or_default()));
     }
@@ -206,23 +241,42 @@ fn stats(mut v: Vec<u64>) -> Value {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let fd_limit = raise_fd_limit();
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: args.nodes[0].trim_end_matches('/').to_owned(),
+    };
+    let (report, table) = if args.artifact {
+        let report = artifact::run(&args, &api).await?;
+        let table = markdown(&report, artifact::REPORT_KEYS);
+        (report, table)
+    } else {
+        let report = messages(&args, &api, fd_limit).await?;
+        let table = markdown(&report, MESSAGE_REPORT_KEYS);
+        (report, table)
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("{table}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// The chat-message run (or `--idle`): connections, sessions, messages.
+async fn messages(args: &Args, api: &Api, fd_limit: u64) -> anyhow::Result<Value> {
     if (args.clients as u64) + 64 > fd_limit {
         eprintln!(
             "warning: open-file limit is {fd_limit}; {} connections will be refused past it",
             args.clients
         );
     }
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: args.nodes[0].trim_end_matches('/').to_owned(),
-    };
     let sessions = if args.idle {
         0
     } else {
         args.clients.div_ceil(args.session_size.max(1))
     };
     eprintln!("setting up {} users and {sessions} sessions…", args.users);
-    let (tokens, topics) = setup(&api, &args, sessions).await?;
+    let (tokens, topics) = setup(api, args, sessions).await?;
     let (_, rss_before) = usage(&args.server_pid);
 
     // Connect, 64 at a time.
@@ -265,17 +319,12 @@ async fn main() -> anyhow::Result<()> {
     });
 
     if !args.idle {
-        let summary = drive(&args, sockets, &topics).await?;
+        let summary = drive(args, sockets, &topics).await?;
         if let Value::Object(extra) = summary {
             report.as_object_mut().unwrap().extend(extra);
         }
     }
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("{}", markdown(&report));
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// Subscribes every socket, sends at the chosen rate, and measures deliveries.
@@ -418,26 +467,34 @@ async fn count_commits(args: &Args) -> Option<i64> {
     Some(row.get(0))
 }
 
-fn markdown(r: &Value) -> String {
+/// The rows of the message run's table.
+const MESSAGE_REPORT_KEYS: &[&str] = &[
+    "nodes",
+    "connections",
+    "refused",
+    "connection_setup_per_second",
+    "server_bytes_per_connection",
+    "sessions",
+    "session_size",
+    "messages_sent",
+    "achieved_send_rate",
+    "deliveries",
+    "expected_deliveries",
+    "deliveries_per_second",
+    "server_cpu_cores",
+    "notifying_commits_per_second",
+];
+
+/// The report as a markdown table: `keys` in order (those present), then the latencies.
+fn markdown(r: &Value, keys: &[&str]) -> String {
     let mut out = String::from("| metric | value |\n|---|---|\n");
     let mut row = |k: &str, v: String| out.push_str(&format!("| {k} | {v} |\n"));
-    let num = |v: &Value| v.as_f64().map(|f| format!("{f:.1}")).unwrap_or_else(|| v.to_string());
-    for key in [
-        "nodes",
-        "connections",
-        "refused",
-        "connection_setup_per_second",
-        "server_bytes_per_connection",
-        "sessions",
-        "session_size",
-        "messages_sent",
-        "achieved_send_rate",
-        "deliveries",
-        "expected_deliveries",
-        "deliveries_per_second",
-        "server_cpu_cores",
-        "notifying_commits_per_second",
-    ] {
+    let num = |v: &Value| match (v.as_u64(), v.as_f64()) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(f)) => format!("{f:.1}"),
+        _ => v.to_string(),
+    };
+    for key in keys {
         if let Some(v) = r.get(key) {
             row(key, num(v));
         }

@@ -1,0 +1,74 @@
+//! AI replies: the `ModelProvider` trait with an OpenAI-compatible streaming client and a
+//! built-in offline provider, the durable side of a generation (start, finish, interrupt,
+//! usage), and the model list endpoint. The streaming itself runs in the session actor
+//! (`sessions::ai`).
+
+pub mod generation;
+pub mod handlers;
+pub mod offline;
+pub mod openai;
+pub mod provider;
+
+use provider::{ModelInfo, ModelProvider};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The configured provider and how replies are produced.
+pub struct Ai {
+    pub provider: Arc<dyn ModelProvider>,
+    /// Stream pieces are coalesced and sent at most this often.
+    pub chunk_interval: Duration,
+    /// The partial text is checkpointed in Postgres this often.
+    pub checkpoint_interval: Duration,
+    /// Recent history sent with a question, in (estimated) tokens.
+    pub history_tokens: usize,
+    pub max_tokens: Option<u32>,
+}
+
+impl Ai {
+    /// The models clients may choose.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        self.provider.models()
+    }
+
+    /// The model a session uses: its own choice when the provider serves it, else the default.
+    pub fn model_for(&self, chosen: Option<&str>) -> String {
+        let models = self.models();
+        chosen
+            .filter(|c| models.iter().any(|m| m.id == *c))
+            .map(str::to_owned)
+            .or_else(|| models.iter().find(|m| m.default).map(|m| m.id.clone()))
+            .unwrap_or_else(|| offline::MODEL.to_owned())
+    }
+}
+
+/// The provider the configuration asks for.
+pub fn build(config: &crate::config::Config) -> Ai {
+    let provider: Arc<dyn ModelProvider> = match &config.ai_base_url {
+        Some(url) => Arc::new(openai::OpenAiProvider::new(
+            url,
+            config.ai_api_key.clone(),
+            config.ai_models.clone(),
+            Duration::from_millis(config.ai_timeout_ms),
+        )),
+        None => Arc::new(offline::OfflineProvider {
+            word_delay: Duration::from_millis(config.ai_offline_word_ms),
+        }),
+    };
+    Ai {
+        provider,
+        chunk_interval: Duration::from_millis(config.ai_chunk_ms.max(10)),
+        checkpoint_interval: Duration::from_millis(config.ai_checkpoint_ms),
+        history_tokens: config.ai_history_tokens,
+        max_tokens: Some(config.ai_max_tokens),
+    }
+}
+
+/// Whether a message asks the AI, under a session's `ai_mode`.
+pub fn asks_ai(ai_mode: &str, body: &str) -> bool {
+    match ai_mode {
+        "every_message" => true,
+        "mention" => body.to_lowercase().contains("@ai"),
+        _ => false,
+    }
+}

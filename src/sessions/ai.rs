@@ -1,0 +1,437 @@
+//! AI replies inside a `LiveSession`: start a generation on the node that received the
+//! question, stream it to everyone as numbered chunks coalesced per tick (UTF-16 offsets),
+//! checkpoint the partial text, honour stop (from any node) and regenerate, and commit the
+//! end. Chunks from generations on other nodes arrive over the bus.
+
+use crate::ai::generation::{self, Ending};
+use crate::ai::provider::{ChatRequest, StreamEvent};
+use crate::auth::Permission;
+use crate::cluster::bus::Ephemeral;
+use crate::error::{AppError, ErrorCode};
+use crate::sessions::access::session_access;
+use crate::sessions::live::{ClientHandle, LiveSession, ToClient, error_frame, frame};
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde_json::json;
+use std::time::Instant;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A reply being streamed in this session (by this node or another).
+pub struct Reply {
+    /// Text delivered so far.
+    pub text: String,
+    /// Text received and not yet sent (coalesced until the next tick).
+    pub pending: String,
+    /// Whether `text` is known from the first chunk on (false when we joined mid-reply).
+    pub complete_prefix: bool,
+    pub model: String,
+    /// Set when this node runs the generation.
+    pub local: Option<LocalReply>,
+}
+
+pub struct LocalReply {
+    pub cancel: Option<oneshot::Sender<()>>,
+    pub usage: Option<(u32, u32)>,
+    pub last_checkpoint: Instant,
+    pub ending: Option<Ending>,
+}
+
+fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// A committed user message that may ask the AI.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Asked {
+    pub message_id: Uuid,
+    pub asked_by: Uuid,
+    pub body: String,
+}
+
+/// Start a reply to `reply_to`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartGeneration {
+    pub reply_to: Uuid,
+    pub asked_by: Uuid,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Delta {
+    id: Uuid,
+    event: Result<StreamEvent, String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StreamEnded {
+    id: Uuid,
+    stopped: bool,
+}
+
+/// A chunk of a reply generated on another node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteChunk {
+    pub message_id: Uuid,
+    pub offset: usize,
+    pub text: String,
+    pub model: String,
+}
+
+/// Stop a reply this node is generating (asked on another node).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelGeneration(pub Uuid);
+
+/// A participant asks to stop or regenerate a reply.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ControlGeneration {
+    pub user_id: Uuid,
+    pub message_id: Uuid,
+    pub regenerate: bool,
+    pub reference: Option<String>,
+    pub reply: ClientHandle,
+}
+
+impl LiveSession {
+    /// Sends what accumulated since the last tick, and checkpoints local replies now and then.
+    pub(super) fn flush_generations(&mut self, ctx: &mut Context<Self>) {
+        let checkpoint_every = self.ai.checkpoint_interval;
+        let mut frames = Vec::new();
+        let mut checkpoints = Vec::new();
+        for (id, reply) in self.replies.iter_mut() {
+            if !reply.pending.is_empty() {
+                let offset = utf16_len(&reply.text);
+                let text = std::mem::take(&mut reply.pending);
+                reply.text.push_str(&text);
+                frames.push((*id, offset, text, reply.model.clone(), reply.local.is_some()));
+            }
+            if let Some(local) = &mut reply.local
+                && local.ending.is_none()
+                && local.last_checkpoint.elapsed() >= checkpoint_every
+            {
+                local.last_checkpoint = Instant::now();
+                checkpoints.push((*id, reply.text.clone()));
+            }
+        }
+        for (id, offset, text, model, local) in frames {
+            let chunk =
+                json!({ "type": "ai_chunk", "topic": self.topic, "message_id": id, "offset": offset, "text": text });
+            self.broadcast(&frame(chunk), None);
+            if local {
+                self.bus.ephemeral_now(Ephemeral::AiChunk {
+                    session: self.session_id,
+                    message_id: id,
+                    offset,
+                    text,
+                    model,
+                });
+            }
+        }
+        for (id, text) in checkpoints {
+            let pool = self.pool.clone();
+            let save = async move {
+                let mut conn = pool.get().await?;
+                generation::checkpoint(&mut conn, id, &text).await
+            };
+            ctx.spawn(save.into_actor(self).map(move |result, act, _| match result {
+                Ok(true) => act.cancel_local(id),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "checkpointing a reply failed"),
+            }));
+        }
+    }
+
+    fn cancel_local(&mut self, id: Uuid) {
+        if let Some(local) = self.replies.get_mut(&id).and_then(|g| g.local.as_mut())
+            && let Some(cancel) = local.cancel.take()
+        {
+            let _ = cancel.send(());
+        }
+    }
+
+    /// The replies streaming now, for a new subscriber: ours from memory, others' from
+    /// the checkpoint when we did not see them from the start.
+    pub(super) fn generations_snapshot(&self, checkpoints: Vec<(Uuid, String, String)>) -> Vec<serde_json::Value> {
+        let mut out: Vec<serde_json::Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (id, reply) in &self.replies {
+            if reply.complete_prefix {
+                seen.insert(*id);
+                out.push(json!({ "message_id": id, "model": reply.model, "offset": 0, "text": reply.text }));
+            }
+        }
+        for (id, model, partial) in checkpoints {
+            if seen.insert(id) {
+                out.push(json!({ "message_id": id, "model": model, "offset": 0, "text": partial }));
+            }
+        }
+        out
+    }
+
+    /// A `message.completed` was committed: the reply is over.
+    pub(super) fn generation_completed(&mut self, message_id: Uuid) {
+        self.replies.remove(&message_id);
+        if self.finished_replies.len() > 256 {
+            self.finished_replies.clear();
+        }
+        self.finished_replies.insert(message_id);
+    }
+}
+
+impl Handler<Asked> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Asked, ctx: &mut Self::Context) {
+        if crate::ai::asks_ai(&self.ai_mode, &msg.body) {
+            ctx.notify(StartGeneration {
+                reply_to: msg.message_id,
+                asked_by: msg.asked_by,
+            });
+        }
+    }
+}
+
+impl Handler<StartGeneration> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StartGeneration, ctx: &mut Self::Context) {
+        let model = self.ai.model_for(self.default_model.as_deref());
+        let (pool, bus, session_id, budget) = (
+            self.pool.clone(),
+            self.bus.clone(),
+            self.session_id,
+            self.ai.history_tokens,
+        );
+        let model2 = model.clone();
+        let start = async move {
+            let mut conn = pool.get().await?;
+            generation::start(&mut conn, &bus, session_id, msg.reply_to, msg.asked_by, model2, budget).await
+        };
+        ctx.spawn(start.into_actor(self).map(move |result, act, ctx| {
+            let started = match result {
+                Ok(started) => started,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not start an AI reply");
+                    return;
+                }
+            };
+            let id = started.message.id;
+            act.accept(vec![started.event], ctx);
+            let (cancel_tx, mut cancel_rx) = oneshot::channel();
+            act.replies.insert(
+                id,
+                Reply {
+                    text: String::new(),
+                    pending: String::new(),
+                    complete_prefix: true,
+                    model: model.clone(),
+                    local: Some(LocalReply {
+                        cancel: Some(cancel_tx),
+                        usage: None,
+                        last_checkpoint: Instant::now(),
+                        ending: None,
+                    }),
+                },
+            );
+            let request = ChatRequest {
+                model,
+                messages: started.history,
+                max_tokens: act.ai.max_tokens,
+            };
+            let mut stream = act.ai.provider.stream(request);
+            let me = ctx.address();
+            actix::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = &mut cancel_rx => {
+                            me.do_send(StreamEnded { id, stopped: true });
+                            return;
+                        }
+                        item = stream.next() => match item {
+                            Some(event) => {
+                                let failed = event.is_err();
+                                me.do_send(Delta { id, event: event.map_err(|e| e.to_string()) });
+                                if failed {
+                                    me.do_send(StreamEnded { id, stopped: false });
+                                    return;
+                                }
+                            }
+                            None => {
+                                me.do_send(StreamEnded { id, stopped: false });
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }));
+    }
+}
+
+impl Handler<Delta> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Delta, _ctx: &mut Self::Context) {
+        let Some(reply) = self.replies.get_mut(&msg.id) else {
+            return;
+        };
+        let Some(local) = reply.local.as_mut() else { return };
+        match msg.event {
+            Ok(StreamEvent::Delta(text)) => reply.pending.push_str(&text),
+            Ok(StreamEvent::Usage {
+                prompt_tokens,
+                completion_tokens,
+            }) => {
+                local.usage = Some((prompt_tokens, completion_tokens));
+            }
+            Err(reason) => local.ending = Some(Ending::Failed(reason)),
+        }
+    }
+}
+
+impl Handler<StreamEnded> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
+        self.flush_generations(ctx);
+        let Some(reply) = self.replies.get_mut(&msg.id) else {
+            return;
+        };
+        let Some(local) = reply.local.as_mut() else { return };
+        let ending = match local.ending.take() {
+            Some(failed) => failed,
+            None if msg.stopped => Ending::Stopped,
+            None => Ending::Complete,
+        };
+        local.ending = Some(ending.clone());
+        let (pool, bus, text, usage, id) = (
+            self.pool.clone(),
+            self.bus.clone(),
+            reply.text.clone(),
+            local.usage,
+            msg.id,
+        );
+        let finish = async move {
+            let mut conn = pool.get().await?;
+            generation::finish(&mut conn, &bus, id, &text, &ending, usage).await
+        };
+        ctx.spawn(finish.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(Some(event)) => act.accept(vec![event], ctx),
+            Ok(None) => act.generation_completed(id),
+            Err(err) => tracing::error!(error = %err, message = %id, "could not commit the end of an AI reply"),
+        }));
+    }
+}
+
+impl Handler<RemoteChunk> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteChunk, _ctx: &mut Self::Context) {
+        if self.finished_replies.contains(&msg.message_id) {
+            return; // the bus delivered it after the reply's end: the end has the full text
+        }
+        let reply = self.replies.entry(msg.message_id).or_insert_with(|| Reply {
+            text: String::new(),
+            pending: String::new(),
+            complete_prefix: msg.offset == 0,
+            model: msg.model.clone(),
+            local: None,
+        });
+        if reply.local.is_some() {
+            return;
+        }
+        let have = utf16_len(&reply.text);
+        if msg.offset == have {
+            reply.text.push_str(&msg.text);
+        } else if msg.offset > have {
+            // We joined mid-reply: keep what we see; new subscribers get the checkpoint.
+            reply.complete_prefix = false;
+            reply.text.push_str(&msg.text);
+        } else {
+            return; // already have it
+        }
+        let chunk = json!({
+            "type": "ai_chunk", "topic": self.topic, "message_id": msg.message_id, "offset": msg.offset, "text": msg.text,
+        });
+        self.broadcast(&frame(chunk), None);
+    }
+}
+
+impl Handler<CancelGeneration> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelGeneration, _ctx: &mut Self::Context) {
+        self.cancel_local(msg.0);
+    }
+}
+
+impl Handler<ControlGeneration> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ControlGeneration, ctx: &mut Self::Context) {
+        let (pool, session_id) = (self.pool.clone(), self.session_id);
+        let (user, message_id, regenerate) = (msg.user_id, msg.message_id, msg.regenerate);
+        let check = async move {
+            let mut conn = pool.get().await?;
+            let access = session_access(&mut conn, session_id, user).await?;
+            let not_found = || AppError::new(ErrorCode::MessageNotFound, "no such AI reply in this session");
+            let (gen_session, asked_by, reply_to, status) = generation::find(&mut conn, message_id)
+                .await?
+                .filter(|g| g.0 == session_id)
+                .ok_or_else(not_found)?;
+            let _ = gen_session;
+            if regenerate {
+                access.require_active()?;
+                access.require(Permission::SendMessages)?;
+                let reply_to = reply_to.ok_or_else(not_found)?;
+                return Ok(Some(reply_to));
+            }
+            if asked_by != Some(user) && !access.can(Permission::ManageSessions) {
+                return Err(AppError::forbidden(
+                    "only who asked, or someone with `manage_sessions`, can stop a reply",
+                ));
+            }
+            if status != "streaming" {
+                return Err(AppError::new(
+                    ErrorCode::GenerationEnded,
+                    "this reply has already ended",
+                ));
+            }
+            generation::request_stop(&mut conn, message_id).await?;
+            Ok(None)
+        };
+        ctx.spawn(check.into_actor(self).map(move |result, act, ctx| {
+            let reference = msg.reference.as_deref();
+            match result {
+                Ok(Some(reply_to)) => ctx.notify(StartGeneration {
+                    reply_to,
+                    asked_by: user,
+                }),
+                Ok(None) => {
+                    // Stop it here if it runs here; otherwise tell the node that runs it.
+                    if act.replies.get(&message_id).is_some_and(|g| g.local.is_some()) {
+                        act.cancel_local(message_id);
+                    } else {
+                        act.bus.ephemeral(Ephemeral::StopGeneration {
+                            session: act.session_id,
+                            message_id,
+                        });
+                    }
+                }
+                Err(err) => {
+                    msg.reply
+                        .do_send(ToClient::Frame(error_frame(reference, Some(&act.topic), &err)));
+                    return;
+                }
+            }
+            let ack = json!({ "type": "ack", "ref": reference, "topic": act.topic, "seq": null });
+            msg.reply.do_send(ToClient::Frame(frame(ack)));
+        }));
+    }
+}
