@@ -138,3 +138,36 @@ pub async fn all_after(conn: &mut AsyncPgConnection, topic: &str, mut after: i64
         }
     }
 }
+
+/// Appends several events at consecutive seqs from `first` in one statement (one round trip
+/// however many), returning them in seq order.
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    first: i64,
+    rows: Vec<(&str, serde_json::Value, Option<Uuid>)>,
+) -> AppResult<Vec<Event>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<_> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, data, actor))| {
+            (
+                events::topic.eq(topic),
+                events::seq.eq(first + i as i64),
+                events::kind.eq(kind),
+                events::data.eq(data),
+                events::actor_id.eq(actor),
+            )
+        })
+        .collect();
+    let mut inserted: Vec<Event> = diesel::insert_into(events::table)
+        .values(values)
+        .returning(Event::as_returning())
+        .get_results(conn)
+        .await?;
+    inserted.sort_by_key(|e| e.seq);
+    Ok(inserted)
+}

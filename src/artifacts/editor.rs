@@ -711,14 +711,17 @@ async fn writer_loop(
             conn.transaction::<_, AppError, _>(|conn| {
                 async move {
                     let first = events::reserve(conn, topic, batch.len() as i64).await?;
-                    let mut committed = Vec::with_capacity(batch.len());
-                    for (i, job) in batch.iter().enumerate() {
-                        let data = store::update_data(&job.update, job.user_id);
-                        committed.push(
-                            events::insert(conn, topic, first + i as i64, store::UPDATE_KIND, data, job.user_id)
-                                .await?,
-                        );
-                    }
+                    let rows = batch
+                        .iter()
+                        .map(|job| {
+                            (
+                                store::UPDATE_KIND,
+                                store::update_data(&job.update, job.user_id),
+                                job.user_id,
+                            )
+                        })
+                        .collect();
+                    let committed = events::insert_many(conn, topic, first, rows).await?;
                     bus.notify_events(conn, topic, &committed).await?;
                     Ok(committed)
                 }

@@ -492,12 +492,19 @@ pub async fn add_participant(
                         "you cannot give a role with more permissions than your own",
                     ));
                 }
-                if find_member(conn, access.session.workspace_id, target).await?.is_none() {
+                let Some(member) = find_member(conn, access.session.workspace_id, target).await? else {
                     return Err(AppError::new(
                         ErrorCode::MemberNotFound,
                         "that user is not a member of the workspace",
                     ));
+                };
+                // Nor change the standing of someone who can do more than you.
+                if role_override.is_some() && target != user && !member.effective().is_subset(access.permissions) {
+                    return Err(AppError::forbidden(
+                        "you cannot override the role of someone with more permissions than yours",
+                    ));
                 }
+
                 let event = store::add_participant(conn, id, target, role_override.map(|r| r.as_str()), user).await?;
                 bus.notify_events(conn, &events::session_topic(id), std::slice::from_ref(&event))
                     .await?;

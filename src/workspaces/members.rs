@@ -4,7 +4,7 @@ use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::authorize::{MemberRow, find_member};
 use crate::auth::{Access, Auth, Permission, RequestMeta, Role, UserAuth, access, authorize};
-use crate::db::schema::{users, workspace_members};
+use crate::db::schema::{chat_sessions, session_participants, users, workspace_members};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::workspaces::{lock_workspace, parse_grantable};
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
@@ -256,6 +256,17 @@ async fn remove(conn: &mut AsyncPgConnection, id: Uuid, user_id: Uuid, acc: Opti
     diesel::delete(workspace_members::table.find((id, user_id)))
         .execute(conn)
         .await?;
+    // Leaving the workspace leaves its sessions too (no silent return on rejoining).
+    let sessions = chat_sessions::table
+        .filter(chat_sessions::workspace_id.eq(id))
+        .select(chat_sessions::id);
+    diesel::delete(
+        session_participants::table
+            .filter(session_participants::user_id.eq(user_id))
+            .filter(session_participants::session_id.eq_any(sessions)),
+    )
+    .execute(conn)
+    .await?;
     Ok(target)
 }
 

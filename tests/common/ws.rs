@@ -87,8 +87,10 @@ impl WsClient {
 
     /// The next JSON frame (pings are answered by the library).
     pub async fn next(&mut self) -> Value {
+        // One deadline for the frame, however many pings arrive meanwhile.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let message = tokio::time::timeout(WAIT, self.stream.next())
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("a frame arrives in time")
                 .expect("the connection is open")

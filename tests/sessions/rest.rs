@@ -1,7 +1,7 @@
 //! The session REST API: create, list, get, settings, archive, participants and history,
 //! against the real server and Postgres — and how its changes reach live WebSocket clients.
 
-use crate::common::ws::WsClient;
+use crate::common::ws::{WAIT, WsClient};
 use crate::common::*;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
@@ -105,11 +105,20 @@ fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
 }
 
+/// Waits for `wait`, failing after [`WAIT`] even while server pings keep the socket busy.
+async fn within<T>(what: &str, wait: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not arrive in time"))
+}
+
 /// Frames until `user`'s client gets an answer to `reference`; that answer is last.
 async fn answer(client: &mut WsClient, reference: &str) -> Vec<Value> {
-    client
-        .until(|f| (f["type"] == "ack" || f["type"] == "error") && f["ref"] == reference)
-        .await
+    within(
+        reference,
+        client.until(|f| (f["type"] == "ack" || f["type"] == "error") && f["ref"] == reference),
+    )
+    .await
 }
 
 async fn message_count(app: &TestApp, session: Uuid) -> i64 {
@@ -564,7 +573,10 @@ async fn removing_a_participant_from_a_private_session_cuts_their_live_subscript
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
-    let revoked = b.until(|f| f["type"] == "error").await.pop().unwrap();
+    let revoked = within("access_revoked", b.until(|f| f["type"] == "error"))
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(revoked["code"], "access_revoked", "{revoked}");
     assert_eq!(revoked["topic"], topic.as_str());
     b.send(json!({ "type": "send_message", "ref": "b2", "topic": topic, "body": "still here?" }))
@@ -572,11 +584,17 @@ async fn removing_a_participant_from_a_private_session_cuts_their_live_subscript
     assert_eq!(answer(&mut b, "b2").await.pop().unwrap()["code"], "not_subscribed");
     b.send(json!({ "type": "subscribe", "ref": "again", "topic": topic }))
         .await;
-    let again = b.until(|f| f["ref"] == "again").await.pop().unwrap();
+    let again = within("the subscribe answer", b.until(|f| f["ref"] == "again"))
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(again["code"], "session_not_found", "{again}");
 
     // The owner saw the removal and keeps writing.
-    let removed = a.until(|f| f["kind"] == "participant.removed").await.pop().unwrap();
+    let removed = within("participant.removed", a.until(|f| f["kind"] == "participant.removed"))
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(removed["data"]["user_id"], json!(bob.id));
     a.say(&topic, "carry on", "a1").await;
     assert_eq!(message_count(&app, session).await, 2);
@@ -615,7 +633,7 @@ async fn making_a_session_private_cuts_non_participants_and_keeps_participants()
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Vic (a viewer, not a participant) is cut off...
-    let frames = vics.until(|f| f["type"] == "error").await;
+    let frames = within("access_revoked", vics.until(|f| f["type"] == "error")).await;
     let revoked = frames.last().unwrap();
     assert_eq!(revoked["code"], "access_revoked", "{frames:?}");
     assert_eq!(revoked["topic"], topic.as_str());
@@ -926,11 +944,8 @@ async fn rest_changes_reach_live_clients_in_seq_order_with_the_messages() {
             .iter()
             .any(|f| f["type"] == "event" && f["seq"].as_i64() == Some(head))
         {
-            frames.extend(
-                client
-                    .until(|f| f["type"] == "event" && f["seq"].as_i64() == Some(head))
-                    .await,
-            );
+            let rest = client.until(|f| f["type"] == "event" && f["seq"].as_i64() == Some(head));
+            frames.extend(within("the last event", rest).await);
         }
         let events: Vec<Value> = frames.into_iter().filter(|f| f["type"] == "event").collect();
         let got: Vec<(i64, String)> = events
@@ -1057,4 +1072,52 @@ async fn invalid_titles_and_malformed_json_change_nothing() {
     assert_eq!(app.count("chat_sessions").await, 1);
     assert_eq!(app.count("session_participants").await, 1);
     assert_eq!(event_count(&app, session).await, events_before, "no event was written");
+}
+
+#[actix_web::test]
+async fn no_one_lowers_a_more_senior_member_and_leaving_the_workspace_leaves_its_sessions() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Team").await;
+    let editor = app.add_member(&owner, ws, "editor", "editor").await;
+    let (session, _) = app.create_session(&editor, ws, "private").await;
+    // The editor created the session but cannot make the owner a guest in it.
+    let demote = app
+        .post(
+            &format!("/api/sessions/{session}/participants"),
+            Some(&editor.token),
+            json!({ "user_id": owner.id, "role_override": "guest" }),
+        )
+        .await;
+    assert_error(&demote, StatusCode::FORBIDDEN, "permission_denied");
+    // Adding them without an override is fine.
+    let (status, _) = app
+        .post(
+            &format!("/api/sessions/{session}/participants"),
+            Some(&editor.token),
+            json!({ "user_id": owner.id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The editor leaves the workspace: their participation goes with it.
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/workspaces/{ws}/leave"),
+            Some(&editor.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, participants) = app
+        .get(&format!("/api/sessions/{session}/participants"), &owner.token)
+        .await;
+    let ids: Vec<_> = participants
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["user_id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(owner.id)], "{participants}");
 }
