@@ -202,7 +202,9 @@ pub async fn finish(
                 return Ok(None);
             };
             let event = complete_message(conn, session_id, message_id, &text, &ending, usage).await?;
-            if let (Some(user), Some((prompt, completion))) = (asked_by, usage) {
+            if let Some(user) = asked_by {
+                // Every request counts (a stopped or failed one may still be billed).
+                let (prompt, completion) = usage.unwrap_or((0, 0));
                 record_usage(conn, session_id, user, &model, prompt, completion).await?;
             }
             bus.notify_events(conn, &events::session_topic(session_id), std::slice::from_ref(&event))
@@ -222,6 +224,13 @@ async fn complete_message(
     ending: &Ending,
     usage: Option<(u32, u32)>,
 ) -> AppResult<Event> {
+    // A reply deleted while it streamed stays a tombstone.
+    let deleted: bool = messages::table
+        .find(message_id)
+        .select(messages::deleted_at.is_not_null())
+        .first(conn)
+        .await?;
+    let text = if deleted { "" } else { text };
     let message: MessageView = diesel::update(messages::table.find(message_id))
         .set((messages::body.eq(text), messages::status.eq(ending.status())))
         .returning(MessageView::as_returning())

@@ -68,7 +68,34 @@ pub fn build(config: &crate::config::Config) -> Ai {
 pub fn asks_ai(ai_mode: &str, body: &str) -> bool {
     match ai_mode {
         "every_message" => true,
-        "mention" => body.to_lowercase().contains("@ai"),
+        "mention" => mentions_ai(body),
         _ => false,
+    }
+}
+
+/// `@ai` as a word of its own (not `@aiden`, not inside `bob@airmail.com`).
+fn mentions_ai(body: &str) -> bool {
+    let lower = body.to_lowercase();
+    let bytes = lower.as_bytes();
+    lower.match_indices("@ai").any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(i + 3).copied();
+        !before.is_some_and(|b| b.is_ascii_alphanumeric())
+            && !after.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions() {
+        assert!(asks_ai("mention", "@ai what now?"));
+        assert!(asks_ai("mention", "hey @AI, help"));
+        assert!(!asks_ai("mention", "ask @aiden"));
+        assert!(!asks_ai("mention", "mail bob@airmail.com"));
+        assert!(!asks_ai("off", "@ai"));
+        assert!(asks_ai("every_message", "anything"));
     }
 }

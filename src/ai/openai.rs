@@ -34,20 +34,22 @@ impl OpenAiProvider {
 }
 
 /// Splits an SSE byte stream into events' `data` payloads. Handles events split across
-/// chunks, CRLF, comments and multi-line data.
+/// chunks (also inside a multi-byte character), CRLF, comments and multi-line data.
 #[derive(Default)]
 pub struct SseParser {
-    buffer: String,
+    buffer: Vec<u8>,
     data: Vec<String>,
 }
 
 impl SseParser {
     /// Feeds bytes; returns the data of every event completed by them.
-    pub fn feed(&mut self, chunk: &str) -> Vec<String> {
-        self.buffer.push_str(chunk);
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.buffer.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some(pos) = self.buffer.find('\n') {
-            let line: String = self.buffer.drain(..=pos).collect();
+        while let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=pos).collect();
+            // A whole line: its characters are complete.
+            let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
                 if !self.data.is_empty() {
@@ -64,8 +66,8 @@ impl SseParser {
     }
 }
 
-/// Interprets one `data:` payload. `Ok(None)` for events without content (the role
-/// delta); `Err` for an error object.
+/// Interprets one `data:` payload: no events for the role delta, deltas and usage
+/// otherwise; `Err` for an error object.
 pub fn parse_chunk(data: &str) -> Result<Vec<StreamEvent>, ProviderError> {
     let value: Value =
         serde_json::from_str(data).map_err(|e| ProviderError::Stream(format!("unreadable chunk: {e}")))?;
@@ -181,7 +183,7 @@ fn events(response: reqwest::Response, idle: Duration) -> BoxStream<'static, Res
                 Ok(None) => Some(Err(ProviderError::Stream("the stream ended before [DONE]".into()))),
                 Ok(Some(Err(e))) => Some(Err(ProviderError::Stream(e.to_string()))),
                 Ok(Some(Ok(chunk))) => {
-                    for data in parser.feed(&String::from_utf8_lossy(&chunk)) {
+                    for data in parser.feed(&chunk) {
                         if data.trim() == "[DONE]" {
                             done = true;
                             break;
@@ -214,11 +216,16 @@ mod tests {
     #[test]
     fn sse_events_split_across_chunks_and_comments() {
         let mut p = SseParser::default();
-        assert!(p.feed(": keep-alive\n\ndata: {\"a\"").is_empty());
+        assert!(p.feed(b": keep-alive\n\ndata: {\"a\"").is_empty());
         assert_eq!(
-            p.feed(":1}\r\n\r\ndata: [DONE]\n\n"),
+            p.feed(b":1}\r\n\r\ndata: [DONE]\n\n"),
             vec!["{\"a\":1}".to_owned(), "[DONE]".to_owned()]
         );
+        // A character split between two reads arrives whole.
+        let bytes = "data: {\"t\":\"✓\"}\n\n".as_bytes();
+        let cut = bytes.iter().position(|b| *b == 0xE2).unwrap() + 1;
+        assert!(p.feed(&bytes[..cut]).is_empty());
+        assert_eq!(p.feed(&bytes[cut..]), vec!["{\"t\":\"✓\"}".to_owned()]);
     }
 
     #[test]

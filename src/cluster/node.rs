@@ -138,12 +138,14 @@ pub fn spawn_heartbeat(state: Arc<AppState>) {
                 Ok(false) => {
                     // We were declared dead (paused past the lease): what we held was
                     // cleaned up by a survivor. Drop our clients (they resume elsewhere or
-                    // here) and rejoin as a fresh node.
-                    tracing::error!(node = %node_id, "lease lost; closing connections and rejoining");
+                    // here) and rejoin as a fresh node, under a new id (so a late "node down"
+                    // about the old id cannot touch what the new one holds).
                     state
                         .connections
                         .close_all(1012, "service restart: node rejoining the cluster");
-                    if let Err(err) = register(&state.pool, node_id, &config).await {
+                    let fresh = state.bus.new_identity();
+                    tracing::error!(old = %node_id, new = %fresh, "lease lost; closed connections and rejoining");
+                    if let Err(err) = register(&state.pool, fresh, &config).await {
                         tracing::error!(error = %err, "re-registering the node failed");
                     }
                 }

@@ -322,8 +322,14 @@ impl Handler<StreamEnded> for LiveSession {
             generation::finish(&mut conn, &bus, id, &text, &ending, usage).await
         };
         ctx.spawn(finish.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(Some(event)) => act.accept(vec![event], ctx),
-            Ok(None) => act.generation_completed(id),
+            Ok(Some(event)) => {
+                act.accept(vec![event], ctx);
+                act.schedule_idle_stop(ctx);
+            }
+            Ok(None) => {
+                act.generation_completed(id);
+                act.schedule_idle_stop(ctx);
+            }
             Err(err) => tracing::error!(error = %err, message = %id, "could not commit the end of an AI reply"),
         }));
     }
@@ -418,7 +424,7 @@ impl Handler<ControlGeneration> for LiveSession {
                     if act.replies.get(&message_id).is_some_and(|g| g.local.is_some()) {
                         act.cancel_local(message_id);
                     } else {
-                        act.bus.ephemeral(Ephemeral::StopGeneration {
+                        act.bus.ephemeral_now(Ephemeral::StopGeneration {
                             session: act.session_id,
                             message_id,
                         });

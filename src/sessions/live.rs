@@ -391,10 +391,12 @@ impl LiveSession {
         self.schedule_idle_stop(ctx);
     }
 
-    fn schedule_idle_stop(&self, ctx: &mut Context<Self>) {
+    pub(super) fn schedule_idle_stop(&self, ctx: &mut Context<Self>) {
         if self.subscribers.is_empty() {
             ctx.run_later(self.config.idle_timeout, |act, ctx| {
-                if act.subscribers.is_empty() && act.writes_in_flight == 0 {
+                // A reply this node is streaming keeps the actor (it owns the stream).
+                let streaming = act.replies.values().any(|r| r.local.is_some());
+                if act.subscribers.is_empty() && act.writes_in_flight == 0 && !streaming {
                     ctx.stop();
                 }
             });

@@ -208,6 +208,14 @@ pub async fn apply(
                     "only the author or someone with `manage_sessions` can delete a message",
                 ));
             }
+            if message.status == "streaming" {
+                // Deleting a reply that is still streaming stops it too.
+                use crate::db::schema::generations;
+                diesel::update(generations::table.find(message_id))
+                    .set(generations::stop_requested.eq(true))
+                    .execute(conn)
+                    .await?;
+            }
             if message.deleted_at.is_some() {
                 return Err(AppError::new(
                     ErrorCode::MessageNotFound,

@@ -385,3 +385,65 @@ async fn across_nodes_everyone_sees_the_same_reply_and_a_dead_generator_leaves_i
         "keeps the checkpointed text"
     );
 }
+
+#[actix_web::test]
+async fn a_reply_finishes_even_if_everyone_leaves_and_a_deleted_reply_stays_deleted() {
+    let fake = FakeOpenAi::start().await;
+    let url = fake.url.clone();
+    let app = spawn_app_with(move |c| {
+        c.ai_base_url = Some(url);
+        c.ai_models = vec!["fake-large".into()];
+        c.session_idle_ms = 100;
+    })
+    .await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Team").await;
+    let (session, topic) = app.create_session(&owner, ws, "private").await;
+    let mut a = app.ws(&owner).await;
+    let (subscribed, _) = a.subscribe(&topic, None).await;
+    let start = subscribed["head_seq"].as_i64().unwrap();
+    a.send(json!({ "type": "send_message", "ref": "q", "topic": topic, "body": "@ai medium answer" }))
+        .await;
+    a.until(|f| f["type"] == "ai_chunk").await;
+    drop(a); // nobody is left watching; the node still owns the stream
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut a = app.ws(&owner).await;
+    let (_, replay) = a.subscribe(&topic, Some(start)).await;
+    let done = match replay.iter().find(|e| e["kind"] == "message.completed") {
+        Some(done) => done.clone(),
+        None => a.until(|f| f["kind"] == "message.completed").await.pop().unwrap(),
+    };
+    assert_eq!(done["data"]["status"], "complete");
+    assert!(done["data"]["message"]["body"].as_str().unwrap().ends_with("word14 "));
+
+    // Deleting a reply while it streams stops it, and it stays a tombstone.
+    let mut admin_view = app.ws(&owner).await;
+    admin_view.subscribe(&topic, None).await;
+    admin_view
+        .send(json!({ "type": "send_message", "ref": "q2", "topic": topic, "body": "@ai slow again" }))
+        .await;
+    let chunk = admin_view.until(|f| f["type"] == "ai_chunk").await.pop().unwrap();
+    let id = chunk["message_id"].as_str().unwrap().to_owned();
+    admin_view
+        .send(json!({ "type": "delete_message", "ref": "del", "topic": topic, "message_id": id }))
+        .await;
+    let ended = admin_view
+        .until(|f| f["kind"] == "message.completed")
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(ended["data"]["status"], "stopped");
+    assert_eq!(ended["data"]["message"]["body"], "");
+    let (_, history) = app
+        .get(&format!("/api/sessions/{session}/messages"), &owner.token)
+        .await;
+    let reply = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(reply["body"], "");
+    assert!(reply["deleted_at"].is_string());
+}

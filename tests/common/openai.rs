@@ -98,6 +98,8 @@ async fn serve(mut socket: tokio::net::TcpStream, seen: Arc<Mutex<Vec<serde_json
         .await?;
     let (pieces, delay): (Vec<String>, u64) = if question.contains("slow") {
         ((0..60).map(|i| format!("word{i} ")).collect(), 150)
+    } else if question.contains("medium") {
+        ((0..15).map(|i| format!("word{i} ")).collect(), 150)
     } else {
         (PIECES.iter().map(|s| s.to_string()).collect(), 20)
     };

@@ -284,7 +284,7 @@ async fn drive(client: Client, role: Role, counters: Arc<Counters>, mut stop: wa
     });
     let mut sending = role.sending.is_some();
     let mut tick = tokio::time::interval_at(first, interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     loop {
         tokio::select! {
             _ = tick.tick(), if sending => {
