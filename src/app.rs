@@ -148,6 +148,8 @@ impl Application {
                 .configure(routes)
                 .default_service(web::to(not_found))
         })
+        // Real-time frames are small: don't let Nagle's algorithm hold them back.
+        .tcp_nodelay(true)
         .listen(listener)?
         .shutdown_timeout(5)
         .disable_signals()
