@@ -2,9 +2,9 @@
 //! membership and participation, folded into a [`SessionAccess`]. Called at the REST edge
 //! and again inside every write transaction.
 
-use crate::auth::authorize::find_member;
+use crate::auth::authorize::MemberRow;
 use crate::auth::permissions::{Permission, PermissionSet, Role, effective};
-use crate::db::schema::{chat_sessions, session_participants};
+use crate::db::schema::{chat_sessions, session_participants, workspace_members};
 use crate::error::{AppError, AppResult, ErrorCode};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -111,22 +111,32 @@ fn not_found() -> AppError {
 
 /// The caller's access to a session, or `session_not_found` when they cannot see it.
 pub async fn session_access(conn: &mut AsyncPgConnection, session_id: Uuid, user_id: Uuid) -> AppResult<SessionAccess> {
-    let session: SessionRow = chat_sessions::table
-        .find(session_id)
-        .select(SessionRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or_else(not_found)?;
-    let member = find_member(conn, session.workspace_id, user_id)
-        .await?
-        .ok_or_else(not_found)?;
-    let participant: Option<Option<String>> = session_participants::table
-        .find((session_id, user_id))
-        .select(session_participants::role_override)
+    // One round trip: the session, the caller's membership, their participation. (This runs
+    // inside every write transaction; round trips are the cost there.)
+    type Row = (SessionRow, MemberRow, Option<Uuid>, Option<String>);
+    let row: Option<Row> = chat_sessions::table
+        .inner_join(
+            workspace_members::table.on(workspace_members::workspace_id
+                .eq(chat_sessions::workspace_id)
+                .and(workspace_members::user_id.eq(user_id))),
+        )
+        .left_join(
+            session_participants::table.on(session_participants::session_id
+                .eq(chat_sessions::id)
+                .and(session_participants::user_id.eq(user_id))),
+        )
+        .filter(chat_sessions::id.eq(session_id))
+        .select((
+            SessionRow::as_select(),
+            MemberRow::as_select(),
+            session_participants::user_id.nullable(),
+            session_participants::role_override.nullable(),
+        ))
         .first(conn)
         .await
         .optional()?;
+    let (session, member, participant_id, role_override) = row.ok_or_else(not_found)?;
+    let participant: Option<Option<String>> = participant_id.map(|_| role_override);
     let role = participant
         .clone()
         .flatten()

@@ -43,6 +43,7 @@ pub async fn writer_loop(
             }
         }
         let n = batch.len();
+        let started = std::time::Instant::now();
         let outcomes = match commit(&pool, &bus, session_id, &batch).await {
             Ok(outcomes) => outcomes,
             Err(err) => {
@@ -55,6 +56,11 @@ pub async fn writer_loop(
                 outcomes
             }
         };
+        tracing::debug!(
+            jobs = n,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group committed"
+        );
         let committed: Vec<Event> = outcomes
             .iter()
             .filter_map(|o| o.as_ref().ok())
