@@ -73,17 +73,29 @@ fn now_micros() -> u64 {
 
 /// Raises the open-file limit as far as the hard limit allows; returns it.
 fn raise_fd_limit() -> u64 {
-    // SAFETY: plain libc calls on a stack value.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    // SAFETY: plain libc calls on stack values.
     unsafe {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        // Past the hard limit when privileged (up to the kernel's nr_open), else to it.
+        let wanted = libc::rlimit {
+            rlim_cur: nr_open.max(lim.rlim_max),
+            rlim_max: nr_open.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur
     }
 }
