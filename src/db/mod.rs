@@ -87,8 +87,10 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
             .await
         {
             Ok(()) => tracing::info!(database = %name, "created database"),
-            // Another node created it at the same moment.
-            Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            // Another node created it at the same moment (Postgres reports either code).
+            Err(err)
+                if err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                    || err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
             Err(err) => return Err(err).context("creating the database"),
         }
     }
