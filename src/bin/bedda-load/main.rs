@@ -45,6 +45,11 @@ struct Args {
     /// memory per idle connection.
     #[arg(long)]
     idle: bool,
+    /// Local addresses to connect from, round-robin (e.g. `127.0.0.2,127.0.0.3`): one
+    /// source address reaches at most ~28,000 connections per server port (the ephemeral
+    /// port range), so 100,000 connections need several.
+    #[arg(long, value_delimiter = ',')]
+    source_addrs: Vec<std::net::IpAddr>,
     /// Artifact mode: one artifact edited over the y-websocket protocol by `--writers`
     /// clients while `--readers` clients watch; `--clients`, `--session-size`, `--payload`
     /// and `--idle` do not apply.
@@ -215,13 +220,31 @@ async fn setup(api: &Api, args: &Args, sessions: usize) -> anyhow::Result<(Vec<S
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(node: &str, token: &str) -> anyhow::Result<Socket> {
+async fn connect(node: &str, token: &str, source: Option<std::net::IpAddr>) -> anyhow::Result<Socket> {
     let url = format!("{}/ws", node.replacen("http", "ws", 1));
-    let mut request = url.into_client_request()?;
+    let mut request = url.clone().into_client_request()?;
     request
         .headers_mut()
         .insert("Authorization", format!("Bearer {token}").parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let (mut socket, _) = match source {
+        None => tokio_tungstenite::connect_async(request).await?,
+        Some(ip) => {
+            let target = url::Url::parse(&url)?;
+            let host = target.host_str().unwrap_or("127.0.0.1");
+            let addr = tokio::net::lookup_host((host, target.port().unwrap_or(80)))
+                .await?
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("cannot resolve {host}"))?;
+            let tcp = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            tcp.bind(std::net::SocketAddr::new(ip, 0))?;
+            let stream = tcp.connect(addr).await?;
+            tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await?
+        }
+    };
     // hello
     socket
         .next()
@@ -302,7 +325,8 @@ async fn messages(args: &Args, api: &Api, fd_limit: u64) -> anyhow::Result<Value
             let node = args.nodes[i % args.nodes.len()].clone();
             let token = tokens[i % tokens.len()].clone();
             let n = i % args.nodes.len();
-            async move { (n, connect(&node, &token).await) }
+            let source = (!args.source_addrs.is_empty()).then(|| args.source_addrs[i % args.source_addrs.len()]);
+            async move { (n, connect(&node, &token, source).await) }
         });
         for (node, result) in futures_util::future::join_all(attempts).await {
             match result {
