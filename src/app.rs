@@ -178,7 +178,8 @@ impl AppState {
 
 /// Every route of the server.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/", web::get().to(dashboard))
+        .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/ws", web::get().to(crate::gateway::connect))
         .route("/ws/artifacts/{id}", web::get().to(crate::artifacts::socket::connect))
@@ -275,6 +276,13 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
         ErrorCode::RouteNotFound,
         format!("no route for {} {}", req.method(), req.path()),
     ))
+}
+
+/// `GET /` — the operator dashboard (`static/index.html`, built into the binary).
+async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../static/index.html"))
 }
 
 /// `GET /healthz` — the process is alive.

@@ -354,3 +354,36 @@ async fn a_node_paused_past_its_lease_rejoins_as_a_fresh_node() {
     let got = a.until(|f| f["kind"] == "message.created").await.pop().unwrap();
     assert_eq!(got["seq"].as_i64().unwrap(), seq);
 }
+
+#[actix_web::test]
+async fn the_dashboard_is_served_and_its_data_needs_an_administrator() {
+    let app = spawn_app_with(|c| c.admin_emails = vec!["root@example.com".into()]).await;
+    let page = app.http.get(format!("{}/", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/api/admin/nodes") && html.contains("/api/auth/login"));
+    // What the page shows: this node, with its lease, for an administrator only.
+    let (status, root) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({ "email": "root@example.com", "password": "correct horse battery", "display_name": "Root" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, nodes) = app.get("/api/admin/nodes", root["token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{nodes}");
+    assert_eq!(nodes.as_array().unwrap().len(), 1);
+    let someone = app.register("someone").await;
+    assert_error(
+        &app.get("/api/admin/nodes", &someone.token).await,
+        reqwest::StatusCode::FORBIDDEN,
+        "permission_denied",
+    );
+}
