@@ -126,7 +126,7 @@ async fn unknown_routes_and_methods_are_route_not_found() {
         (Method::GET, "/api/nope".to_owned(), Some(ann.token.as_str())),
         (Method::GET, "/api/nope".to_owned(), None),
         (Method::GET, "/nope".to_owned(), None),
-        (Method::GET, "/".to_owned(), None),
+        (Method::POST, "/".to_owned(), None),
         (
             Method::POST,
             format!("/api/workspaces/{ws}/frobnicate"),
