@@ -6,6 +6,7 @@
 
 use crate::artifacts::registry::Editors;
 use crate::artifacts::store;
+use crate::artifacts::textmerge::{self, Conflict, MergeOutcome, Resolution};
 use crate::auth::Permission;
 use crate::cluster::Bus;
 use crate::cluster::bus::Ephemeral;
@@ -116,9 +117,31 @@ pub struct RecheckAccess(pub Option<Uuid>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ReplaceText {
-    pub new_text: String,
+    pub target: TextTarget,
     pub author: Uuid,
-    pub reply: oneshot::Sender<AppResult<i64>>,
+    pub reply: oneshot::Sender<AppResult<Replaced>>,
+}
+
+/// What the text should become.
+pub enum TextTarget {
+    /// Exactly this text (revert).
+    Exactly(String),
+    /// A three-way merge of `theirs` into the current text, from `base` — computed here,
+    /// against the document as it is at this moment, so no edit that landed meanwhile is
+    /// lost.
+    Merge {
+        base: String,
+        theirs: String,
+        resolutions: Vec<Resolution>,
+    },
+}
+
+/// How a replacement ended.
+pub enum Replaced {
+    /// Committed at this seq (or nothing to change: the current seq).
+    Committed(i64),
+    /// The merge conflicts; nothing changed.
+    Conflicts(Vec<Conflict>),
 }
 
 /// The committed document now: (state, text, seq).
@@ -150,7 +173,7 @@ struct WriteJob {
     update: Vec<u8>,
     /// The client that sent it, told to resync if the update cannot be committed.
     origin: Option<ClientHandle>,
-    reply: Option<oneshot::Sender<AppResult<i64>>>,
+    reply: Option<oneshot::Sender<AppResult<Replaced>>>,
 }
 
 pub struct ArtifactEditor {
@@ -642,11 +665,36 @@ impl Handler<ReplaceText> for ArtifactEditor {
     type Result = ();
 
     fn handle(&mut self, msg: ReplaceText, _ctx: &mut Self::Context) {
-        // Build the edits on a copy, so nothing changes here before the commit.
         let current = store::text_of(&self.doc);
+        let new_text = match msg.target {
+            TextTarget::Exactly(text) => text,
+            TextTarget::Merge {
+                base,
+                theirs,
+                resolutions,
+            } if resolutions.is_empty() => match textmerge::merge3(&base, &current, &theirs) {
+                MergeOutcome::Clean(text) => text,
+                MergeOutcome::Conflicts(conflicts) => {
+                    let _ = msg.reply.send(Ok(Replaced::Conflicts(conflicts)));
+                    return;
+                }
+            },
+            TextTarget::Merge {
+                base,
+                theirs,
+                resolutions,
+            } => match textmerge::merge3_resolved(&base, &current, &theirs, &resolutions) {
+                Ok(text) => text,
+                Err(message) => {
+                    let _ = msg.reply.send(Err(AppError::validation(message)));
+                    return;
+                }
+            },
+        };
+        // Build the edits on a copy, so nothing changes here before the commit.
         let copy = Doc::new();
         let update = store::apply(&copy, &store::state_of(&self.doc))
-            .map(|_| crate::artifacts::edit::replace_text(&copy, &current, &msg.new_text));
+            .map(|_| crate::artifacts::edit::replace_text(&copy, &current, &new_text));
         match update {
             Ok(Some(update)) => self.enqueue(WriteJob {
                 user_id: Some(msg.author),
@@ -655,7 +703,7 @@ impl Handler<ReplaceText> for ArtifactEditor {
                 reply: Some(msg.reply),
             }),
             Ok(None) => {
-                let _ = msg.reply.send(Ok(self.last_seq));
+                let _ = msg.reply.send(Ok(Replaced::Committed(self.last_seq)));
             }
             Err(err) => {
                 let _ = msg.reply.send(Err(err));
@@ -736,7 +784,7 @@ async fn writer_loop(
                 editor.do_send(Publish(committed));
                 for (job, seq) in batch.into_iter().zip(seqs) {
                     if let Some(reply) = job.reply {
-                        let _ = reply.send(Ok(seq));
+                        let _ = reply.send(Ok(Replaced::Committed(seq)));
                     }
                 }
             }

@@ -3,10 +3,10 @@
 //! own live document, and merge it back with a three-way text merge.
 
 use crate::app::AppState;
-use crate::artifacts::editor::{Current, ReplaceText};
+use crate::artifacts::editor::{Current, ReplaceText, Replaced, TextTarget};
 use crate::artifacts::handlers::{ArtifactView, insert, view};
 use crate::artifacts::store::{self, ArtifactRow};
-use crate::artifacts::textmerge::{self, Conflict, MergeOutcome, Resolution};
+use crate::artifacts::textmerge::{self, Conflict, Resolution};
 use crate::auth::{Auth, Permission, Principal, UserAuth};
 use crate::db::schema::{artifact_versions, artifacts};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
@@ -132,18 +132,20 @@ async fn find_version(
 async fn apply_text(
     state: &AppState,
     row: &ArtifactRow,
-    text: String,
+    target: TextTarget,
     author: Uuid,
-) -> AppResult<(Vec<u8>, String, i64)> {
+) -> AppResult<Result<(Vec<u8>, String, i64), Vec<Conflict>>> {
     let editor = state.editors.get_or_spawn(row.id, row.workspace_id);
     let (tx, rx) = tokio::sync::oneshot::channel();
     editor.do_send(ReplaceText {
-        new_text: text,
+        target,
         author,
         reply: tx,
     });
-    rx.await.map_err(AppError::internal)??;
-    editor.send(Current).await.map_err(AppError::internal)?
+    match rx.await.map_err(AppError::internal)?? {
+        Replaced::Conflicts(conflicts) => Ok(Err(conflicts)),
+        Replaced::Committed(_) => Ok(Ok(editor.send(Current).await.map_err(AppError::internal)??)),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -296,7 +298,9 @@ pub async fn revert_version(
     let mut conn = state.pool.get().await?;
     let (row, _) = store::authorize(&mut conn, &Principal::User(user.clone()), id, Permission::EditArtifacts).await?;
     let (target, _, content) = find_version(&mut conn, id, version_id).await?;
-    let now = apply_text(&state, &row, content, user.id).await?;
+    let now = apply_text(&state, &row, TextTarget::Exactly(content), user.id)
+        .await?
+        .map_err(|_| AppError::internal(anyhow::anyhow!("a revert reported conflicts")))?;
     let name = format!("Revert to version {}", target.number);
     let version = record(&mut conn, id, "revert", &name, &target.name, user.id, now).await?;
     Ok(HttpResponse::Created().json(version))
@@ -395,29 +399,39 @@ pub async fn merge_branch(
     }
     let (target, _) = store::authorize(&mut conn, &principal, target_id, Permission::EditArtifacts).await?;
     let base = find_version(&mut conn, target_id, fork).await?.2;
-    let ours = current(&state, &mut conn, target_id).await?.1;
     let theirs = current(&state, &mut conn, branch_id).await?.1;
-    let merged = if body.resolutions.is_empty() {
-        match textmerge::merge3(&base, &ours, &theirs) {
-            MergeOutcome::Clean(text) => text,
-            MergeOutcome::Conflicts(conflicts) => {
-                return Ok(HttpResponse::Conflict().json(MergeConflictBody {
-                    code: ErrorCode::MergeConflict.as_str().to_owned(),
-                    message: format!("{} conflicting change(s); nothing was changed", conflicts.len()),
-                    conflicts,
-                }));
-            }
-        }
-    } else {
-        textmerge::merge3_resolved(&base, &ours, &theirs, &body.resolutions).map_err(AppError::validation)?
-    };
-    let now = apply_text(&state, &target, merged, user.id).await?;
-    let name = format!("Merge branch {}", branch.branch_name.as_deref().unwrap_or("?"));
-    let version = record(&mut conn, target_id, "merge", &name, "", user.id, now.clone()).await?;
-    diesel::update(artifacts::table.find(branch_id))
+    // Claim the branch, so two merges at once cannot both apply it.
+    let claimed = diesel::update(artifacts::table.find(branch_id).filter(artifacts::merged_at.is_null()))
         .set(artifacts::merged_at.eq(Utc::now()))
         .execute(&mut conn)
         .await?;
+    if claimed == 0 {
+        return Err(AppError::new(ErrorCode::NotABranch, "this branch was already merged"));
+    }
+    let unclaim = diesel::update(artifacts::table.find(branch_id)).set(artifacts::merged_at.eq(None::<DateTime<Utc>>));
+    // The merge is computed by the target's editor against its text at that moment.
+    let target_text = TextTarget::Merge {
+        base,
+        theirs,
+        resolutions: body.resolutions.clone(),
+    };
+    let now = match apply_text(&state, &target, target_text, user.id).await {
+        Ok(Ok(now)) => now,
+        Ok(Err(conflicts)) => {
+            unclaim.execute(&mut conn).await?;
+            return Ok(HttpResponse::Conflict().json(MergeConflictBody {
+                code: ErrorCode::MergeConflict.as_str().to_owned(),
+                message: format!("{} conflicting change(s); nothing was changed", conflicts.len()),
+                conflicts,
+            }));
+        }
+        Err(err) => {
+            unclaim.execute(&mut conn).await?;
+            return Err(err);
+        }
+    };
+    let name = format!("Merge branch {}", branch.branch_name.as_deref().unwrap_or("?"));
+    let version = record(&mut conn, target_id, "merge", &name, "", user.id, now.clone()).await?;
     Ok(HttpResponse::Created().json(MergeView {
         version,
         content: now.1,
