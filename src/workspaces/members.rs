@@ -4,8 +4,10 @@ use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::authorize::{MemberRow, find_member};
 use crate::auth::{Access, Auth, Permission, RequestMeta, Role, UserAuth, access, authorize};
+use crate::cluster::Bus;
 use crate::db::schema::{chat_sessions, session_participants, users, workspace_members};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::events::Event;
 use crate::workspaces::{lock_workspace, parse_grantable};
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
@@ -241,7 +243,13 @@ pub async fn set_member_permissions(
 }
 
 /// Removes a membership inside a transaction, enforcing the last-owner rule.
-async fn remove(conn: &mut AsyncPgConnection, id: Uuid, user_id: Uuid, acc: Option<&Access>) -> AppResult<MemberRow> {
+async fn remove(
+    conn: &mut AsyncPgConnection,
+    bus: &Bus,
+    id: Uuid,
+    user_id: Uuid,
+    acc: Option<&Access>,
+) -> AppResult<(MemberRow, Vec<(Uuid, Event)>)> {
     lock_workspace(conn, id).await?;
     let target = find_member(conn, id, user_id).await?.ok_or_else(member_not_found)?;
     if let Some(acc) = acc {
@@ -260,14 +268,28 @@ async fn remove(conn: &mut AsyncPgConnection, id: Uuid, user_id: Uuid, acc: Opti
     let sessions = chat_sessions::table
         .filter(chat_sessions::workspace_id.eq(id))
         .select(chat_sessions::id);
-    diesel::delete(
+    let left: Vec<Uuid> = diesel::delete(
         session_participants::table
             .filter(session_participants::user_id.eq(user_id))
             .filter(session_participants::session_id.eq_any(sessions)),
     )
-    .execute(conn)
+    .returning(session_participants::session_id)
+    .get_results(conn)
     .await?;
-    Ok(target)
+    // Each session's log says so, like any participant removal.
+    let mut removed = Vec::with_capacity(left.len());
+    for session in left {
+        let data = serde_json::json!({ "user_id": user_id, "reason": "left_workspace" });
+        let event = crate::sessions::store::append(conn, session, "participant.removed", data, None).await?;
+        bus.notify_events(
+            conn,
+            &crate::events::session_topic(session),
+            std::slice::from_ref(&event),
+        )
+        .await?;
+        removed.push((session, event));
+    }
+    Ok((target, removed))
 }
 
 /// `DELETE /api/workspaces/{id}/members/{user_id}` — remove a member (`manage_users`).
@@ -284,22 +306,28 @@ pub async fn remove_member(
     let mut conn = state.pool.get().await?;
     let acc = authorize(&mut conn, &principal, id, Permission::ManageUsers).await?;
     let actor = Actor::new(&principal, &meta);
-    conn.transaction::<_, AppError, _>(|conn| {
-        async move {
-            let target = remove(conn, id, user_id, Some(&acc)).await?;
-            audit::record(
-                conn,
-                &actor,
-                Some(id),
-                "member.remove",
-                ("user", user_id.to_string()),
-                serde_json::json!({ "role": target.role() }),
-            )
-            .await
-        }
-        .scope_boxed()
-    })
-    .await?;
+    let bus = state.bus.clone();
+    let removed = conn
+        .transaction::<_, AppError, _>(|conn| {
+            async move {
+                let (target, removed) = remove(conn, &bus, id, user_id, Some(&acc)).await?;
+                audit::record(
+                    conn,
+                    &actor,
+                    Some(id),
+                    "member.remove",
+                    ("user", user_id.to_string()),
+                    serde_json::json!({ "role": target.role() }),
+                )
+                .await?;
+                Ok(removed)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    for (session, event) in removed {
+        state.live.publish(session, vec![event]);
+    }
     crate::realtime::access_changed(&state, id, Some(user_id));
     Ok(HttpResponse::NoContent().finish())
 }
@@ -318,22 +346,28 @@ pub async fn leave_workspace(
     let mut conn = state.pool.get().await?;
     access(&mut conn, &crate::auth::Principal::User(user.clone()), id).await?;
     let actor = Actor::user(user.id, &meta);
-    conn.transaction::<_, AppError, _>(|conn| {
-        async move {
-            let target = remove(conn, id, user.id, None).await?;
-            audit::record(
-                conn,
-                &actor,
-                Some(id),
-                "member.leave",
-                ("user", user.id.to_string()),
-                serde_json::json!({ "role": target.role() }),
-            )
-            .await
-        }
-        .scope_boxed()
-    })
-    .await?;
+    let bus = state.bus.clone();
+    let removed = conn
+        .transaction::<_, AppError, _>(|conn| {
+            async move {
+                let (target, removed) = remove(conn, &bus, id, user.id, None).await?;
+                audit::record(
+                    conn,
+                    &actor,
+                    Some(id),
+                    "member.leave",
+                    ("user", user.id.to_string()),
+                    serde_json::json!({ "role": target.role() }),
+                )
+                .await?;
+                Ok(removed)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    for (session, event) in removed {
+        state.live.publish(session, vec![event]);
+    }
     crate::realtime::access_changed(&state, id, Some(user.id));
     Ok(HttpResponse::NoContent().finish())
 }

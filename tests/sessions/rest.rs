@@ -1120,4 +1120,15 @@ async fn no_one_lowers_a_more_senior_member_and_leaving_the_workspace_leaves_its
         .map(|p| p["user_id"].clone())
         .collect();
     assert_eq!(ids, vec![json!(owner.id)], "{participants}");
+    // And the session's log says so.
+    let db = app.db.client().await;
+    let reason: String = db
+        .query_one(
+            "SELECT data->>'reason' FROM events WHERE topic = $1 AND kind = 'participant.removed'",
+            &[&format!("session:{session}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, "left_workspace");
 }
