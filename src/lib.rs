@@ -16,5 +16,6 @@ pub mod mail;
 pub mod openapi;
 pub mod realtime;
 pub mod sessions;
+pub mod sys;
 pub mod validate;
 pub mod workspaces;

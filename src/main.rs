@@ -25,7 +25,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    raise_fd_limit();
+    bedda_collab::sys::raise_fd_limit();
     let config = match &cli.command {
         Command::Serve(c) | Command::Migrate(c) => c.clone(),
     };
@@ -74,32 +74,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
-    }
-}
-
-/// Every WebSocket is a file descriptor: lift the open-file limit as far as allowed (past
-/// the hard limit when privileged, up to the kernel's `nr_open`).
-fn raise_fd_limit() {
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(1 << 20);
-    // SAFETY: plain libc calls on stack values.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        let wanted = libc::rlimit {
-            rlim_cur: nr_open.max(lim.rlim_max),
-            rlim_max: nr_open.max(lim.rlim_max),
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
     }
 }

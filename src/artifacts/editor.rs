@@ -744,14 +744,7 @@ async fn writer_loop(
     editor: Addr<ArtifactEditor>,
 ) {
     let topic = store::topic(artifact_id);
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 64 {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = crate::sys::recv_batch(&mut rx, 64).await {
         let n = batch.len();
         let result = async {
             let mut conn = pool.get().await?;

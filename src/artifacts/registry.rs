@@ -107,13 +107,4 @@ impl Editors {
             }
         });
     }
-
-    pub fn running(&self) -> usize {
-        self.actors
-            .lock()
-            .expect("editors lock")
-            .values()
-            .filter(|e| e.addr.connected())
-            .count()
-    }
 }

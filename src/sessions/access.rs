@@ -136,7 +136,18 @@ pub async fn session_access(conn: &mut AsyncPgConnection, session_id: Uuid, user
         .await
         .optional()?;
     let (session, member, participant_id, role_override) = row.ok_or_else(not_found)?;
-    let participant: Option<Option<String>> = participant_id.map(|_| role_override);
+    resolve(session, &member, participant_id.map(|_| role_override), user_id).ok_or_else(not_found)
+}
+
+/// The caller's standing in a session from what was loaded: the session, their membership
+/// and their participation (`Some(role_override)` when a participant). `None` when they
+/// cannot see it.
+pub fn resolve(
+    session: SessionRow,
+    member: &MemberRow,
+    participant: Option<Option<String>>,
+    user_id: Uuid,
+) -> Option<SessionAccess> {
     let role = participant
         .clone()
         .flatten()
@@ -161,8 +172,5 @@ pub async fn session_access(conn: &mut AsyncPgConnection, session_id: Uuid, user
     let visible = access.participant
         || access.can(Permission::ManageSessions)
         || (access.visibility() == Visibility::Workspace && access.can(Permission::ViewSessions));
-    if !visible {
-        return Err(not_found());
-    }
-    Ok(access)
+    visible.then_some(access)
 }

@@ -4,7 +4,7 @@
 use crate::app::AppState;
 use crate::auth::authorize::find_member;
 use crate::auth::{Auth, Permission, Principal, Role, UserAuth, authorize};
-use crate::db::schema::{chat_sessions, message_reactions, messages, session_participants, users};
+use crate::db::schema::{chat_sessions, message_reactions, messages, session_participants, topics, users};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::events::{self, Event};
 use crate::sessions::access::{SessionAccess, SessionRow, Visibility, session_access};
@@ -191,15 +191,43 @@ pub async fn list_sessions(
         );
     }
     let rows: Vec<SessionRow> = q.load(&mut conn).await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for row in rows {
-        let head = events::last_seq(&mut conn, &events::session_topic(row.id)).await?;
-        let access = match principal.user_id() {
-            Some(user) => session_access(&mut conn, row.id, user).await.ok(),
-            None => None,
-        };
-        views.push(session_view(row, head, access.as_ref()));
-    }
+    // Three queries however many sessions: heads, then the caller's membership and
+    // participations.
+    let names: Vec<String> = rows.iter().map(|r| events::session_topic(r.id)).collect();
+    let heads: std::collections::HashMap<String, i64> = topics::table
+        .filter(topics::topic.eq_any(&names))
+        .select((topics::topic, topics::last_seq))
+        .load::<(String, i64)>(&mut conn)
+        .await?
+        .into_iter()
+        .collect();
+    let caller = match principal.user_id() {
+        Some(user) => {
+            let member = find_member(&mut conn, workspace_id, user).await?;
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            let joined: std::collections::HashMap<Uuid, Option<String>> = session_participants::table
+                .filter(session_participants::user_id.eq(user))
+                .filter(session_participants::session_id.eq_any(&ids))
+                .select((session_participants::session_id, session_participants::role_override))
+                .load::<(Uuid, Option<String>)>(&mut conn)
+                .await?
+                .into_iter()
+                .collect();
+            member.map(|m| (user, m, joined))
+        }
+        None => None,
+    };
+    let views: Vec<SessionView> = rows
+        .into_iter()
+        .zip(names)
+        .map(|(row, name)| {
+            let head = heads.get(&name).copied().unwrap_or(0);
+            let access = caller.as_ref().and_then(|(user, member, joined)| {
+                crate::sessions::access::resolve(row.clone(), member, joined.get(&row.id).cloned(), *user)
+            });
+            session_view(row, head, access.as_ref())
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(views))
 }
 

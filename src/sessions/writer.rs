@@ -34,14 +34,7 @@ pub async fn writer_loop(
     session: Addr<LiveSession>,
 ) {
     let topic = events::session_topic(session_id);
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = crate::sys::recv_batch(&mut rx, max_batch).await {
         let n = batch.len();
         let started = std::time::Instant::now();
         let outcomes = match commit(&pool, &bus, session_id, &batch).await {

@@ -76,35 +76,6 @@ fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
 }
 
-/// Raises the open-file limit as far as the hard limit allows; returns it.
-fn raise_fd_limit() -> u64 {
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(1 << 20);
-    // SAFETY: plain libc calls on stack values.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        // Past the hard limit when privileged (up to the kernel's nr_open), else to it.
-        let wanted = libc::rlimit {
-            rlim_cur: nr_open.max(lim.rlim_max),
-            rlim_max: nr_open.max(lim.rlim_max),
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur
-    }
-}
-
 /// (user+system CPU seconds, RSS bytes) of a process.
 fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -275,7 +246,7 @@ fn stats(mut v: Vec<u64>) -> Value {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let fd_limit = raise_fd_limit();
+    let fd_limit = bedda_collab::sys::raise_fd_limit();
     let api = Api {
         http: reqwest::Client::new(),
         base: args.nodes[0].trim_end_matches('/').to_owned(),
