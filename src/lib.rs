@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod gateway;

@@ -6,27 +6,22 @@ use crate::ai::Ai;
 use crate::cluster::Bus;
 use crate::cluster::bus::{Ephemeral, PresenceState};
 use crate::db::DbPool;
+use crate::directory::Directory;
 use crate::events::Event;
 use crate::sessions::ai::{CancelGeneration, RemoteChunk};
 use crate::sessions::live::{
     CatchUp, LiveConfig, LiveSession, NodeDown, Publish, RecheckAccess, RemotePresence, RemoteTyping,
 };
 use actix::{Actor, Addr};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use uuid::Uuid;
-
-struct Entry {
-    workspace_id: Uuid,
-    addr: Addr<LiveSession>,
-}
 
 pub struct LiveSessions {
     pool: DbPool,
     bus: Arc<Bus>,
     ai: Arc<Ai>,
     config: LiveConfig,
-    actors: Mutex<HashMap<Uuid, Entry>>,
+    actors: Directory<LiveSession>,
 }
 
 impl LiveSessions {
@@ -36,7 +31,7 @@ impl LiveSessions {
             bus,
             ai,
             config,
-            actors: Mutex::new(HashMap::new()),
+            actors: Directory::default(),
         })
     }
 
@@ -67,45 +62,24 @@ impl LiveSessions {
 
     /// The session's actor on this node, started if there is none (or it has stopped).
     pub fn get_or_spawn(self: &Arc<Self>, session_id: Uuid, workspace_id: Uuid) -> Addr<LiveSession> {
-        let mut actors = self.actors.lock().expect("registry lock");
-        if let Some(entry) = actors.get(&session_id)
-            && entry.addr.connected()
-        {
-            return entry.addr.clone();
-        }
-        let addr = LiveSession::new(session_id, self.pool.clone(), self.clone(), self.config.clone()).start();
-        actors.insert(
-            session_id,
-            Entry {
-                workspace_id,
-                addr: addr.clone(),
-            },
-        );
-        addr
+        self.actors.get_or_start(session_id, workspace_id, || {
+            LiveSession::new(session_id, self.pool.clone(), self.clone(), self.config.clone()).start()
+        })
     }
 
     /// Called by a stopping actor; removes it unless it was already replaced.
     pub fn unregister(&self, session_id: Uuid, addr: &Addr<LiveSession>) {
-        let mut actors = self.actors.lock().expect("registry lock");
-        if actors.get(&session_id).is_some_and(|e| &e.addr == addr) {
-            actors.remove(&session_id);
-        }
+        self.actors.remove(session_id, addr);
     }
 
     fn with(&self, session_id: Uuid, f: impl FnOnce(&Addr<LiveSession>)) {
-        if let Some(entry) = self.actors.lock().expect("registry lock").get(&session_id) {
-            f(&entry.addr);
-        }
-    }
-
-    fn each(&self, mut f: impl FnMut(&Entry)) {
-        for entry in self.actors.lock().expect("registry lock").values() {
-            f(entry);
+        if let Some(addr) = self.actors.get(session_id) {
+            f(&addr);
         }
     }
 
     pub fn is_running(&self, session_id: Uuid) -> bool {
-        self.actors.lock().expect("registry lock").contains_key(&session_id)
+        self.actors.contains(session_id)
     }
 
     /// Hands committed events to the session's actor, if it runs here.
@@ -125,11 +99,8 @@ impl LiveSessions {
     }
 
     pub fn recheck_workspace(&self, workspace_id: Uuid, user_id: Option<Uuid>) {
-        self.each(|e| {
-            if e.workspace_id == workspace_id {
-                e.addr.do_send(RecheckAccess(user_id));
-            }
-        });
+        self.actors
+            .each(Some(workspace_id), |a| a.do_send(RecheckAccess(user_id)));
     }
 
     pub fn recheck_session(&self, session_id: Uuid, user_id: Option<Uuid>) {
@@ -146,21 +117,16 @@ impl LiveSessions {
 
     /// A node is gone: every session drops the presences it held.
     pub fn node_down(&self, node: Uuid) {
-        self.each(|e| e.addr.do_send(NodeDown(node)));
+        self.actors.each(None, |a| a.do_send(NodeDown(node)));
     }
 
     /// After the listener was lost: every session reads what it missed from the log.
     pub fn catch_up_all(&self) {
-        self.each(|e| e.addr.do_send(CatchUp));
+        self.actors.each(None, |a| a.do_send(CatchUp));
     }
 
     /// Number of session actors running on this node.
     pub fn running(&self) -> usize {
-        self.actors
-            .lock()
-            .expect("registry lock")
-            .values()
-            .filter(|e| e.addr.connected())
-            .count()
+        self.actors.running()
     }
 }
