@@ -224,6 +224,7 @@ impl Handler<StartGeneration> for LiveSession {
             let id = started.message.id;
             act.accept(vec![started.event], ctx);
             let (cancel_tx, mut cancel_rx) = oneshot::channel();
+            act.ensure_ticking(ctx);
             act.replies.insert(
                 id,
                 Reply {
@@ -338,7 +339,8 @@ impl Handler<StreamEnded> for LiveSession {
 impl Handler<RemoteChunk> for LiveSession {
     type Result = ();
 
-    fn handle(&mut self, msg: RemoteChunk, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: RemoteChunk, ctx: &mut Self::Context) {
+        self.ensure_ticking(ctx);
         if self.finished_replies.contains(&msg.message_id) {
             return; // the bus delivered it after the reply's end: the end has the full text
         }

@@ -258,6 +258,8 @@ pub struct LiveSession {
     pub(super) replies: HashMap<Uuid, Reply>,
     /// Replies that ended recently (late chunks from the bus are ignored).
     pub(super) finished_replies: std::collections::HashSet<Uuid>,
+    /// The tick that expires typing and flushes reply chunks, while either exists.
+    ticker: Option<SpawnHandle>,
 }
 
 impl LiveSession {
@@ -283,6 +285,7 @@ impl LiveSession {
             default_model: None,
             replies: HashMap::new(),
             finished_replies: Default::default(),
+            ticker: None,
         }
     }
 
@@ -335,6 +338,25 @@ impl LiveSession {
                 act.fill_gap(ctx);
             });
         }
+    }
+
+    /// Starts the tick (typing expiry, reply chunks) if it is not running; it stops by
+    /// itself when there is nothing left to do.
+    pub(super) fn ensure_ticking(&mut self, ctx: &mut Context<Self>) {
+        if self.ticker.is_some() {
+            return;
+        }
+        let handle = ctx.run_interval(self.ai.chunk_interval, |act, ctx| {
+            act.expire_typing();
+            act.flush_generations(ctx);
+            if act.typing.is_empty()
+                && act.replies.is_empty()
+                && let Some(handle) = act.ticker.take()
+            {
+                ctx.cancel_future(handle);
+            }
+        });
+        self.ticker = Some(handle);
     }
 
     /// Keeps what the actor caches in step with committed events.
@@ -509,8 +531,8 @@ impl Actor for LiveSession {
                 ctx.stop();
             }
         }));
-        ctx.run_interval(Duration::from_millis(250), |act, _| act.expire_typing());
-        ctx.run_interval(self.ai.chunk_interval, |act, ctx| act.flush_generations(ctx));
+        // (The tick for typing expiry and reply chunks runs only while there is any: see
+        // `ensure_ticking`; an idle session costs no timer wake-ups.)
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -632,9 +654,10 @@ impl Handler<Publish> for LiveSession {
 impl Handler<Typing> for LiveSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Typing, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Typing, ctx: &mut Self::Context) {
         if let Some(user_id) = self.live_user(msg.conn_id) {
             self.local_typing(user_id, msg.typing);
+            self.ensure_ticking(ctx);
         }
     }
 }

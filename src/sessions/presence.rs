@@ -362,7 +362,8 @@ impl Handler<NodeDown> for LiveSession {
 impl Handler<RemoteTyping> for LiveSession {
     type Result = ();
 
-    fn handle(&mut self, msg: RemoteTyping, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: RemoteTyping, ctx: &mut Self::Context) {
+        self.ensure_ticking(ctx);
         if self.typing.get(&msg.user).is_some_and(|t| t.local) {
             return; // this node speaks for that user's typing
         }
