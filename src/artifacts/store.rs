@@ -200,11 +200,13 @@ pub async fn authorize_user(
     id: Uuid,
     permission: Permission,
 ) -> AppResult<(ArtifactRow, Access)> {
-    let principal = Principal::User(crate::auth::principal::AuthUser {
-        id: user_id,
-        email: String::new(),
-        display_name: String::new(),
-        session_id: Uuid::nil(),
-    });
-    authorize(conn, &principal, id, permission).await
+    let row = find(conn, id).await?;
+    let acc = crate::auth::authorize::user_access(conn, user_id, row.workspace_id)
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::WorkspaceNotFound => not_found(),
+            _ => e,
+        })?;
+    acc.require(permission)?;
+    Ok((row, acc))
 }

@@ -78,14 +78,7 @@ pub async fn find_member(
 pub async fn access(conn: &mut AsyncPgConnection, principal: &Principal, workspace_id: Uuid) -> AppResult<Access> {
     let not_found = || AppError::new(ErrorCode::WorkspaceNotFound, "workspace not found");
     match principal {
-        Principal::User(user) => {
-            let member = find_member(conn, workspace_id, user.id).await?.ok_or_else(not_found)?;
-            Ok(Access {
-                workspace_id,
-                role: Some(member.role()),
-                permissions: member.effective(),
-            })
-        }
+        Principal::User(user) => user_access(conn, user.id, workspace_id).await,
         Principal::Token(token) => {
             if token.workspace_id != workspace_id {
                 return Err(not_found());
@@ -109,6 +102,19 @@ pub async fn access(conn: &mut AsyncPgConnection, principal: &Principal, workspa
             })
         }
     }
+}
+
+/// A user's access to a workspace, by id (for callers that have no login session at hand:
+/// socket connects, live re-checks).
+pub async fn user_access(conn: &mut AsyncPgConnection, user_id: Uuid, workspace_id: Uuid) -> AppResult<Access> {
+    let member = find_member(conn, workspace_id, user_id)
+        .await?
+        .ok_or_else(|| AppError::new(ErrorCode::WorkspaceNotFound, "workspace not found"))?;
+    Ok(Access {
+        workspace_id,
+        role: Some(member.role()),
+        permissions: member.effective(),
+    })
 }
 
 /// Checks that the caller holds `permission` in the workspace.

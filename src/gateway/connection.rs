@@ -283,29 +283,13 @@ impl Connection {
             };
             let addr = act.state.live.get_or_spawn(session_id, workspace_id);
             act.subscriptions.insert(topic.clone(), addr.clone());
-            let msg = Subscribe {
-                conn_id: act.id,
-                user_id: act.user_id,
-                display_name: act.display_name.clone(),
-                reference: reference.clone(),
-                after_seq,
-                recipient: act.client(ctx),
-            };
-            let retry = (act.state.live.clone(), reference, after_seq);
+            let msg = act.subscribe_message(reference.clone(), after_seq, ctx);
             futures_util::future::Either::Right(addr.send(msg).into_actor(act).map(move |sent, act, ctx| {
                 if sent.is_err() {
                     // The actor stopped as we reached it (idle); start a fresh one.
-                    let (live, reference, after_seq) = retry;
-                    let addr = live.get_or_spawn(session_id, workspace_id);
-                    act.subscriptions.insert(topic.clone(), addr.clone());
-                    addr.do_send(Subscribe {
-                        conn_id: act.id,
-                        user_id: act.user_id,
-                        display_name: act.display_name.clone(),
-                        reference,
-                        after_seq,
-                        recipient: act.client(ctx),
-                    });
+                    let addr = act.state.live.get_or_spawn(session_id, workspace_id);
+                    act.subscriptions.insert(topic, addr.clone());
+                    addr.do_send(act.subscribe_message(reference, after_seq, ctx));
                 }
             }))
         }));
@@ -330,6 +314,22 @@ impl Connection {
                 reply: self.client(ctx),
             }),
             None => self.error(ctx, reference.as_deref(), Some(&topic), not_subscribed()),
+        }
+    }
+
+    fn subscribe_message(
+        &self,
+        reference: Option<String>,
+        after_seq: Option<i64>,
+        ctx: &ws::WebsocketContext<Self>,
+    ) -> Subscribe {
+        Subscribe {
+            conn_id: self.id,
+            user_id: self.user_id,
+            display_name: self.display_name.clone(),
+            reference,
+            after_seq,
+            recipient: self.client(ctx),
         }
     }
 
