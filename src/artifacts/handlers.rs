@@ -238,8 +238,9 @@ pub async fn get_artifact(
     let id = path.into_inner();
     let mut conn = state.pool.get().await?;
     let (row, _) = store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
-    let (doc, seq) = store::load(&mut conn, id).await?;
-    Ok(HttpResponse::Ok().json(view(row, Some((store::text_of(&doc), seq)))))
+    // The live editor's committed text when it runs here; else snapshot + log.
+    let (_, text, seq) = crate::artifacts::versions::current(&state, &mut conn, id).await?;
+    Ok(HttpResponse::Ok().json(view(row, Some((text, seq)))))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

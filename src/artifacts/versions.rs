@@ -47,7 +47,11 @@ pub struct VersionWithContent {
 
 /// The committed document now: from the live editor on this node when there is one (it
 /// holds exactly what was committed), else from the log.
-async fn current(state: &AppState, conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<(Vec<u8>, String, i64)> {
+pub(crate) async fn current(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> AppResult<(Vec<u8>, String, i64)> {
     if let Some(editor) = state.editors.get(id)
         && let Ok(result) = editor.send(Current).await
     {
