@@ -5,7 +5,7 @@
 
 use bedda_collab::artifacts::store;
 use bedda_collab::events::{self, Event, SharedEvent};
-use bedda_collab::sessions::live::{Outbound, wire_size};
+use bedda_collab::transport::{Outbound, wire_size};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use uuid::Uuid;

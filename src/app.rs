@@ -1,24 +1,20 @@
-//! Builds the server: shared state, routes, middleware, input-error handlers, health checks.
+//! Builds the server: the features (their routes and rooms), the shared state, middleware,
+//! input-error handlers, health checks. The only module that names every feature.
 
-use crate::artifacts::registry::Editors;
-use crate::artifacts::{handlers as artifacts, versions};
-use crate::auth::handlers as account;
 use crate::auth::principal::authenticate;
 use crate::auth::rate_limit::LoginLimits;
 use crate::auth::secrets::PasswordHashing;
-use crate::cluster::node::NodeConfig;
-use crate::cluster::{Bus, node};
+use crate::cluster::node::{self, Heartbeat, NodeConfig};
+use crate::cluster::{Bus, Hub};
 use crate::config::Config;
-use crate::db::{self, DbPool};
+use crate::db;
 use crate::error::{AppError, ErrorCode};
-use crate::gateway::connection::WsLimits;
-use crate::gateway::registry::Connections;
+use crate::feature::{Feature, RoomContext};
 use crate::mail::Mailer;
 use crate::openapi;
-use crate::sessions::handlers as sessions;
-use crate::sessions::live::LiveConfig;
-use crate::sessions::registry::LiveSessions;
-use crate::workspaces::{api_tokens, handlers as ws, invitations, members};
+use crate::state::AppState;
+use crate::transport::{Connections, NodeId, WsLimits};
+use crate::{admin, ai, artifacts, audit, auth, gateway, sessions, workspaces};
 use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::middleware::{Logger, from_fn};
@@ -27,31 +23,35 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use uuid::Uuid;
 
 /// Largest JSON body accepted.
 pub const JSON_LIMIT: usize = 64 * 1024;
 
-/// State every handler can reach.
-pub struct AppState {
-    pub pool: DbPool,
-    /// The session actors running on this node.
-    pub live: Arc<LiveSessions>,
-    /// The artifact editors running on this node.
-    pub editors: Arc<Editors>,
-    pub ws_limits: WsLimits,
-    pub allowed_origins: Vec<String>,
-    /// Open WebSocket connections on this node.
-    pub connections: Connections,
-    /// This node on the bus (its id, NOTIFY publishing).
-    pub bus: Arc<Bus>,
-    pub node: NodeConfig,
-    /// Set when the node is shutting down: background loops stop.
-    pub shutting_down: AtomicBool,
-    pub config: Config,
-    pub passwords: PasswordHashing,
-    pub login_limits: LoginLimits,
-    pub mailer: Mailer,
+/// Every feature of the server, each registered once: its routes (with their OpenAPI
+/// paths) and its room.
+pub const FEATURES: &[Feature] = &[
+    auth::FEATURE,
+    workspaces::FEATURE,
+    audit::FEATURE,
+    gateway::FEATURE,
+    sessions::FEATURE,
+    ai::FEATURE,
+    artifacts::FEATURE,
+    admin::FEATURE,
+];
+
+/// Every `/api` route of every feature.
+fn api_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    for feature in FEATURES {
+        (feature.api)(cfg);
+    }
+}
+
+/// Routes outside `/api` (WebSocket endpoints), from every feature.
+fn public_routes(cfg: &mut web::ServiceConfig) {
+    for feature in FEATURES {
+        (feature.public)(cfg);
+    }
 }
 
 /// A built server, bound and ready to run.
@@ -87,24 +87,31 @@ impl Application {
             heartbeat: Duration::from_millis(config.node_heartbeat_ms),
         };
         let bus = Arc::new(Bus::start(
-            Uuid::new_v4(),
+            NodeId::new(),
             pool.clone(),
             Duration::from_millis(config.bus_tick_ms),
         ));
-        node::register(&pool, bus.node_id(), &node_config).await?;
-        let ai = Arc::new(crate::ai::build(&config));
-        let live = LiveSessions::new(
-            pool.clone(),
-            bus.clone(),
-            ai,
-            LiveConfig {
-                idle_timeout: Duration::from_millis(config.session_idle_ms),
-                typing_ttl: Duration::from_millis(config.typing_ttl_ms),
-                typing_throttle: Duration::from_millis(config.typing_ttl_ms * 2 / 5),
-                ..LiveConfig::default()
-            },
-        );
-        let editors = Editors::new(pool.clone(), bus.clone(), Duration::from_millis(config.session_idle_ms));
+        node::register(&pool, bus.node_id().0, &node_config).await?;
+        let mut failed = None;
+        let hub = Arc::new_cyclic(|weak| {
+            let mut hub = Hub::new(pool.clone(), bus.clone());
+            let context = RoomContext {
+                hub: weak.clone(),
+                pool: &pool,
+                bus: &bus,
+                config: &config,
+            };
+            for build in FEATURES.iter().filter_map(|f| f.room) {
+                match build(&context) {
+                    Ok(room) => hub.register(room),
+                    Err(err) => failed = Some(err),
+                }
+            }
+            hub
+        });
+        if let Some(err) = failed {
+            return Err(err);
+        }
         let ws_limits = WsLimits {
             heartbeat_interval: Duration::from_millis(config.ws_heartbeat_ms),
             client_timeout: Duration::from_millis(config.ws_client_timeout_ms),
@@ -119,25 +126,34 @@ impl Application {
         };
         let state = web::Data::new(AppState {
             pool,
-            live,
-            editors,
+            hub,
             ws_limits,
             allowed_origins,
-            connections: Connections::default(),
+            connections: Arc::new(Connections::default()),
             bus,
             node: node_config,
-            shutting_down: AtomicBool::new(false),
+            shutting_down: Arc::new(AtomicBool::new(false)),
             passwords: PasswordHashing::new(config.argon2_memory_kib)?,
             login_limits: LoginLimits::new(config.login_rate_per_account, config.login_rate_per_address),
             mailer,
             config,
         });
         spawn_housekeeping(state.clone().into_inner());
-        node::spawn_heartbeat(state.clone().into_inner());
-        crate::cluster::listener::spawn(state.clone().into_inner());
+        node::spawn_heartbeat(Heartbeat {
+            hub: state.hub.clone(),
+            config: state.node.clone(),
+            connections: state.connections.clone(),
+            shutting_down: state.shutting_down.clone(),
+        });
+        crate::cluster::listener::spawn(
+            state.hub.clone(),
+            state.config.database_url.clone(),
+            state.shutting_down.clone(),
+        );
         tracing::info!(node = %state.bus.node_id(), address = %state.node.address, "node joined the cluster");
 
         let data = state.clone();
+        let api_doc = openapi::document(utoipa_actix_web::scope("/api").configure(api_routes));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -145,7 +161,16 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms").exclude("/healthz"))
-                .configure(routes)
+                .route("/", web::get().to(dashboard))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .configure(public_routes)
+                .configure(|cfg| openapi::serve(cfg, api_doc.clone()))
+                .service(
+                    utoipa_actix_web::scope("/api")
+                        .wrap(from_fn(authenticate))
+                        .configure(api_routes),
+                )
                 .default_service(web::to(not_found))
         })
         // Real-time frames are small: don't let Nagle's algorithm hold them back.
@@ -164,8 +189,8 @@ impl AppState {
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
         self.connections.close_all(1012, "service restart: reconnect");
-        node::interrupt_replies(self, &[self.bus.node_id()]).await;
-        if let Err(err) = node::leave(&self.pool, self.bus.node_id()).await {
+        self.hub.reaped(&[self.bus.node_id()]).await;
+        if let Err(err) = node::leave(&self.pool, self.bus.node_id().0).await {
             tracing::warn!(error = %err, "leaving the cluster cleanly failed; the lease will expire");
         }
         self.bus.ephemeral(crate::cluster::Ephemeral::NodeDown {
@@ -174,71 +199,6 @@ impl AppState {
         // Give the close frames and the last NOTIFY a moment to go out.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Every route of the server.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(dashboard))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/ws", web::get().to(crate::gateway::connect))
-        .route("/ws/artifacts/{id}", web::get().to(crate::artifacts::socket::connect))
-        .route("/api/openapi.json", web::get().to(openapi::openapi_json))
-        .service(openapi::scalar())
-        .service(
-            web::scope("/api")
-                .wrap(from_fn(authenticate))
-                .service(account::register)
-                .service(account::login)
-                .service(account::logout)
-                .service(account::me)
-                .service(ws::get_catalogue)
-                .service(ws::create_workspace)
-                .service(ws::list_workspaces)
-                .service(ws::get_workspace)
-                .service(ws::update_workspace)
-                .service(ws::delete_workspace)
-                .service(members::list_members)
-                .service(members::update_member)
-                .service(members::set_member_permissions)
-                .service(members::remove_member)
-                .service(members::leave_workspace)
-                .service(invitations::create_invitation)
-                .service(invitations::list_invitations)
-                .service(invitations::revoke_invitation)
-                .service(invitations::accept_invitation)
-                .service(api_tokens::create_api_token)
-                .service(api_tokens::list_api_tokens)
-                .service(api_tokens::revoke_api_token)
-                .service(crate::audit::list_audit)
-                .service(crate::gateway::tickets::create_ticket)
-                .service(sessions::create_session)
-                .service(sessions::list_sessions)
-                .service(sessions::get_session)
-                .service(sessions::update_session)
-                .service(sessions::archive_session)
-                .service(sessions::unarchive_session)
-                .service(sessions::list_participants)
-                .service(sessions::add_participant)
-                .service(sessions::remove_participant)
-                .service(sessions::list_messages)
-                .service(crate::cluster::admin::list_nodes)
-                .service(crate::ai::handlers::list_models)
-                .service(crate::ai::handlers::workspace_usage)
-                .service(artifacts::create_artifact)
-                .service(artifacts::list_artifacts)
-                .service(artifacts::get_artifact)
-                .service(artifacts::rename_artifact)
-                .service(artifacts::delete_artifact)
-                .service(artifacts::create_connect_token)
-                .service(versions::save_version)
-                .service(versions::list_versions)
-                .service(versions::get_version)
-                .service(versions::diff_versions)
-                .service(versions::revert_version)
-                .service(versions::create_branch)
-                .service(versions::merge_branch),
-        );
 }
 
 fn json_config() -> web::JsonConfig {

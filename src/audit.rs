@@ -1,10 +1,10 @@
 //! The audit log: one row per mutation, written in the mutation's own transaction, and
 //! `GET /api/workspaces/{id}/audit` to read it.
 
-use crate::app::AppState;
 use crate::auth::{Auth, Permission, Principal, RequestMeta, authorize};
 use crate::db::schema::{audit_log, users};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -192,3 +192,13 @@ pub async fn list_audit(
     let next_before = if more { entries.last().map(|e| e.id) } else { None };
     Ok(HttpResponse::Ok().json(AuditPage { entries, next_before }))
 }
+
+/// The audit log.
+pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
+    name: "audit",
+    api: |cfg| {
+        cfg.service(list_audit);
+    },
+    room: None,
+    public: crate::feature::none,
+};

@@ -111,6 +111,16 @@ pub struct Config {
     #[arg(long, env = "BUS_TICK_MS", default_value_t = 50)]
     pub bus_tick_ms: u64,
 
+    /// Most writes a topic's group-commit writer puts in one transaction (chat messages,
+    /// document updates).
+    #[arg(long, env = "GROUP_COMMIT_MAX", default_value_t = 64)]
+    pub group_commit_max: usize,
+
+    /// How long a topic actor waits for a missing event before reading it from the log, in
+    /// milliseconds.
+    #[arg(long, env = "GAP_FILL_MS", default_value_t = 250)]
+    pub gap_fill_ms: u64,
+
     /// Base URL of an OpenAI-compatible API (OpenAI, vLLM, Ollama, llama.cpp server), e.g.
     /// `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`. Unset: the built-in
     /// offline model answers.

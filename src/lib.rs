@@ -1,6 +1,7 @@
 //! bedda-collab: the real-time collaboration server behind bedda.ai.
 //! See docs/ARCHITECTURE.md for how the pieces fit.
 
+pub mod admin;
 pub mod ai;
 pub mod app;
 pub mod artifacts;
@@ -12,11 +13,13 @@ pub mod db;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod feature;
 pub mod gateway;
 pub mod mail;
 pub mod openapi;
-pub mod realtime;
 pub mod sessions;
+pub mod state;
 pub mod sys;
+pub mod transport;
 pub mod validate;
 pub mod workspaces;

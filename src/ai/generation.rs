@@ -4,21 +4,20 @@
 //! the final text, model and token usage with a `message.completed` event.
 
 use crate::ai::provider::ChatMessage;
-use crate::cluster::Bus;
+use crate::cluster::Hub;
 use crate::db::schema::{ai_usage, chat_sessions, generations, messages};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::events::{self, Event};
+use crate::events::{self, Committed, Event};
 use crate::sessions::store::{self, MessageView};
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::scoped_futures::ScopedFutureExt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 /// A generation that has started: its message, and what to send the model.
 pub struct Started {
     pub message: MessageView,
-    pub event: Event,
     pub history: Vec<ChatMessage>,
 }
 
@@ -93,15 +92,15 @@ async fn history(
 /// Starts a reply to `reply_to` (a user message) on behalf of `asked_by`, run by `node`.
 pub async fn start(
     conn: &mut AsyncPgConnection,
-    bus: &Bus,
+    hub: &Hub,
     session_id: Uuid,
     reply_to: Uuid,
     asked_by: Uuid,
     model: String,
     history_budget: usize,
-) -> AppResult<Started> {
-    let node = bus.node_id();
-    conn.transaction::<_, AppError, _>(|conn| {
+) -> AppResult<Committed<Started>> {
+    let node = hub.bus.node_id().0;
+    events::commit(conn, hub, |conn| {
         async move {
             let question: MessageView = messages::table
                 .find(reply_to)
@@ -112,7 +111,7 @@ pub async fn start(
                 .optional()?
                 .ok_or_else(|| AppError::new(ErrorCode::MessageNotFound, "no such message to answer"))?;
             let history = history(conn, session_id, &question, history_budget).await?;
-            let topic = events::session_topic(session_id);
+            let topic = store::topic(session_id);
             let seq = events::reserve(conn, &topic, 1).await?;
             let message: MessageView = diesel::insert_into(messages::table)
                 .values((
@@ -141,12 +140,7 @@ pub async fn start(
                 .await?;
             let data = serde_json::json!({ "message": message, "reply_to": reply_to, "asked_by": asked_by });
             let event = events::insert(conn, &topic, seq, "message.created", data, Some(asked_by)).await?;
-            bus.notify_events(conn, &topic, std::slice::from_ref(&event)).await?;
-            Ok(Started {
-                message,
-                event,
-                history,
-            })
+            Ok((Started { message, history }, vec![event]))
         }
         .scope_boxed()
     })
@@ -169,17 +163,17 @@ pub async fn checkpoint(conn: &mut AsyncPgConnection, message_id: Uuid, partial:
 }
 
 /// Ends a reply: final text, status, usage; the `message.completed` event. Does nothing
-/// (returns `None`) when the reply had already ended (e.g. marked interrupted meanwhile).
+/// (no event) when the reply had already ended (e.g. marked interrupted meanwhile).
 pub async fn finish(
     conn: &mut AsyncPgConnection,
-    bus: &Bus,
+    hub: &Hub,
     message_id: Uuid,
     text: &str,
     ending: &Ending,
     usage: Option<(u32, u32)>,
-) -> AppResult<Option<Event>> {
+) -> AppResult<Committed<()>> {
     let (text, ending) = (text.to_owned(), ending.clone());
-    conn.transaction::<_, AppError, _>(|conn| {
+    events::commit(conn, hub, |conn| {
         async move {
             let row: Option<(Uuid, Option<Uuid>, String)> = diesel::update(
                 generations::table
@@ -199,7 +193,7 @@ pub async fn finish(
             .await
             .optional()?;
             let Some((session_id, asked_by, model)) = row else {
-                return Ok(None);
+                return Ok(((), Vec::new()));
             };
             let event = complete_message(conn, session_id, message_id, &text, &ending, usage).await?;
             if let Some(user) = asked_by {
@@ -207,9 +201,7 @@ pub async fn finish(
                 let (prompt, completion) = usage.unwrap_or((0, 0));
                 record_usage(conn, session_id, user, &model, prompt, completion).await?;
             }
-            bus.notify_events(conn, &events::session_topic(session_id), std::slice::from_ref(&event))
-                .await?;
-            Ok(Some(event))
+            Ok(((), vec![event]))
         }
         .scope_boxed()
     })
@@ -286,10 +278,10 @@ async fn record_usage(
 }
 
 /// Marks every reply still streaming on `nodes` as interrupted (their node is gone),
-/// keeping the checkpointed text. Returns the `message.completed` events by session.
-pub async fn interrupt_nodes(conn: &mut AsyncPgConnection, bus: &Bus, nodes: &[Uuid]) -> AppResult<Vec<(Uuid, Event)>> {
+/// keeping the checkpointed text: one transaction, one NOTIFY for all their sessions.
+pub async fn interrupt_nodes(conn: &mut AsyncPgConnection, hub: &Hub, nodes: &[Uuid]) -> AppResult<Committed<()>> {
     let nodes = nodes.to_vec();
-    conn.transaction::<_, AppError, _>(|conn| {
+    events::commit(conn, hub, |conn| {
         async move {
             let rows: Vec<(Uuid, Uuid, String)> = diesel::update(
                 generations::table
@@ -308,11 +300,9 @@ pub async fn interrupt_nodes(conn: &mut AsyncPgConnection, bus: &Bus, nodes: &[U
             for (message_id, session_id, partial) in rows {
                 let event =
                     complete_message(conn, session_id, message_id, &partial, &Ending::Interrupted, None).await?;
-                bus.notify_events(conn, &events::session_topic(session_id), std::slice::from_ref(&event))
-                    .await?;
-                out.push((session_id, event));
+                out.push(event);
             }
-            Ok(out)
+            Ok(((), out))
         }
         .scope_boxed()
     })

@@ -1,10 +1,10 @@
 //! AI endpoints: the model list, and token usage per workspace for analytics.
 
 use crate::ai::provider::ModelInfo;
-use crate::app::AppState;
 use crate::auth::{Auth, Permission, authorize};
 use crate::db::schema::ai_usage;
 use crate::error::{AppResult, ErrorBody};
+use crate::state::AppState;
 use actix_web::{HttpResponse, get, web};
 use chrono::NaiveDate;
 use diesel::prelude::*;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 #[utoipa::path(tag = "ai", responses((status = 200, body = Vec<ModelInfo>)), security(("bearer" = [])))]
 #[get("/models")]
 pub async fn list_models(_auth: Auth, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.live.ai().models())
+    HttpResponse::Ok().json(state.hub.get::<crate::sessions::registry::LiveSessions>().ai().models())
 }
 
 /// Token usage of one user with one model on one day.

@@ -85,6 +85,16 @@ fn mentions_ai(body: &str) -> bool {
     })
 }
 
+/// Models and usage.
+pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
+    name: "ai",
+    api: |cfg| {
+        cfg.service(handlers::list_models).service(handlers::workspace_usage);
+    },
+    room: None,
+    public: crate::feature::none,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,20 +8,20 @@ use crate::artifacts::registry::Editors;
 use crate::artifacts::store;
 use crate::artifacts::textmerge::{self, Conflict, MergeOutcome, Resolution};
 use crate::auth::Permission;
-use crate::cluster::Bus;
-use crate::cluster::bus::Ephemeral;
+use crate::cluster::hub::{CatchUp, Leave, NodeDown, Publish, RecheckAccess, Subscription};
 use crate::db::DbPool;
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::events::ordered::{self, OrderedActor, OrderedTopic};
+use crate::events::writer::{self, GroupCommit, Outcome, WritesDone};
 use crate::events::{self, Event};
-use crate::sessions::live::{ClientHandle, ToClient, frame};
+use crate::transport::{ClientHandle, ConnId, NodeId, ServerFrame, ToClient};
 use actix::prelude::*;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
+use diesel_async::AsyncPgConnection;
 use diesel_async::scoped_futures::ScopedFutureExt;
-use serde_json::json;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use futures_util::future::BoxFuture;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -53,64 +53,26 @@ impl Access {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Join {
-    pub conn_id: Uuid,
+    pub conn_id: ConnId,
     pub user_id: Uuid,
     pub access: Access,
     pub client: ClientHandle,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Leave {
-    pub conn_id: Uuid,
 }
 
 /// A y-websocket message from a client.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Incoming {
-    pub conn_id: Uuid,
+    pub conn_id: ConnId,
     pub message: YMessage,
 }
-
-/// A JSON `/ws` client watching the durable watermark.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Watch {
-    pub conn_id: Uuid,
-    pub reference: Option<String>,
-    pub client: ClientHandle,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unwatch {
-    pub conn_id: Uuid,
-}
-
-/// Committed events of this artifact's topic (own writer, REST, other nodes).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Publish(pub Vec<Event>);
 
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RemoteAwareness {
-    pub node: Uuid,
+    pub node: NodeId,
     pub update: Vec<u8>,
 }
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct NodeDown(pub Uuid);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CatchUp;
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RecheckAccess(pub Option<Uuid>);
 
 /// Turn the text into `new_text` with ordinary edits (revert, merge); answers with the
 /// committed seq.
@@ -159,7 +121,7 @@ struct Client {
 
 enum Owner {
     Local,
-    Remote(Uuid),
+    Remote(NodeId),
 }
 
 struct AwarenessEntry {
@@ -168,7 +130,7 @@ struct AwarenessEntry {
     owner: Owner,
 }
 
-struct WriteJob {
+pub struct WriteJob {
     user_id: Option<Uuid>,
     update: Vec<u8>,
     /// The client that sent it, told to resync if the update cannot be committed.
@@ -180,16 +142,14 @@ pub struct ArtifactEditor {
     artifact_id: Uuid,
     topic: String,
     pool: DbPool,
-    bus: Arc<Bus>,
     registry: Arc<Editors>,
     idle_timeout: Duration,
     doc: Doc,
-    last_seq: i64,
-    pending: BTreeMap<i64, Event>,
-    gap_fill_scheduled: bool,
+    /// Committed updates in seq order: everything up to its last seq is in `doc`.
+    ordered: OrderedTopic<Event>,
     since_snapshot: usize,
-    clients: HashMap<Uuid, Client>,
-    watchers: HashMap<Uuid, ClientHandle>,
+    clients: HashMap<ConnId, Client>,
+    watchers: HashMap<ConnId, ClientHandle>,
     awareness: HashMap<u64, AwarenessEntry>,
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     writes_in_flight: usize,
@@ -205,13 +165,10 @@ impl ArtifactEditor {
             artifact_id,
             topic: store::topic(artifact_id),
             pool,
-            bus: registry.bus().clone(),
+            ordered: OrderedTopic::new(registry.gap_timeout()),
             registry,
             idle_timeout,
             doc: Doc::new(),
-            last_seq: 0,
-            pending: BTreeMap::new(),
-            gap_fill_scheduled: false,
             since_snapshot: 0,
             clients: HashMap::new(),
             watchers: HashMap::new(),
@@ -221,7 +178,7 @@ impl ArtifactEditor {
         }
     }
 
-    fn broadcast(&self, bytes: &Bytes, except: Option<Uuid>) {
+    fn broadcast(&self, bytes: &Bytes, except: Option<ConnId>) {
         for (id, client) in &self.clients {
             if Some(*id) != except {
                 client.handle.do_send(ToClient::Binary(bytes.clone()));
@@ -231,68 +188,7 @@ impl ArtifactEditor {
 
     /// Takes committed events in any order; applies them in seq order, once each.
     fn accept(&mut self, events: Vec<Event>, ctx: &mut Context<Self>) {
-        for event in events {
-            if event.seq > self.last_seq {
-                self.pending.entry(event.seq).or_insert(event);
-            }
-        }
-        let before = self.last_seq;
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() != self.last_seq + 1 {
-                break;
-            }
-            let event = entry.remove();
-            self.last_seq = event.seq;
-            if let Some(update) = store::update_of(&event) {
-                if let Err(err) = store::apply(&self.doc, &update) {
-                    tracing::error!(error = %err, topic = %self.topic, seq = event.seq, "a committed update does not apply");
-                    continue;
-                }
-                self.since_snapshot += 1;
-                self.broadcast(&encode(&YMessage::Sync(SyncMessage::Update(update))), None);
-            }
-        }
-        if self.last_seq > before {
-            let saved = frame(json!({ "type": "saved", "topic": self.topic, "seq": self.last_seq }));
-            for watcher in self.watchers.values() {
-                watcher.do_send(ToClient::Frame(saved.clone()));
-            }
-            if self.since_snapshot >= COMPACT_EVERY {
-                self.compact(ctx);
-            }
-        }
-        if !self.pending.is_empty() && !self.gap_fill_scheduled {
-            self.gap_fill_scheduled = true;
-            ctx.run_later(Duration::from_millis(250), |act, ctx| {
-                act.gap_fill_scheduled = false;
-                act.catch_up(ctx);
-            });
-        }
-    }
-
-    /// Reads what is missing from the snapshot and the log.
-    fn catch_up(&mut self, ctx: &mut Context<Self>) {
-        let (pool, id, after) = (self.pool.clone(), self.artifact_id, self.last_seq);
-        let load = async move {
-            let mut conn = pool.get().await?;
-            store::since(&mut conn, id, after).await
-        };
-        ctx.spawn(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok((snapshot, events)) => {
-                if let Some((upto, state)) = snapshot
-                    && upto > act.last_seq
-                {
-                    // The log below `upto` was compacted away: take the snapshot.
-                    if store::apply(&act.doc, &state).is_ok() {
-                        act.broadcast(&encode(&YMessage::Sync(SyncMessage::Update(state))), None);
-                        act.last_seq = upto;
-                        act.pending.retain(|seq, _| *seq > upto);
-                    }
-                }
-                act.accept(events, ctx);
-            }
-            Err(err) => tracing::warn!(error = %err, topic = %act.topic, "artifact catch-up failed"),
-        }));
+        ordered::accept(self, events.into_iter().map(|e| (e.seq, e)), ctx);
     }
 
     fn compact(&mut self, ctx: &mut Context<Self>) {
@@ -300,7 +196,7 @@ impl ArtifactEditor {
         let (pool, id, upto, state) = (
             self.pool.clone(),
             self.artifact_id,
-            self.last_seq,
+            self.ordered.last_seq(),
             store::state_of(&self.doc),
         );
         let job = async move {
@@ -396,7 +292,7 @@ impl ArtifactEditor {
         Some(update)
     }
 
-    fn remove_client(&mut self, conn_id: Uuid, ctx: &mut Context<Self>) {
+    fn remove_client(&mut self, conn_id: ConnId, ctx: &mut Context<Self>) {
         if let Some(client) = self.clients.remove(&conn_id)
             && let Some(update) = self.drop_awareness(client.awareness_ids.into_iter().collect())
         {
@@ -406,14 +302,10 @@ impl ArtifactEditor {
     }
 
     fn share_awareness(&self, update: &AwarenessUpdate) {
-        self.bus.ephemeral(Ephemeral::Awareness {
-            artifact: self.artifact_id,
-            node: self.bus.node_id(),
-            update: B64.encode(update.encode_v1()),
-        });
+        self.registry.share_awareness(self.artifact_id, &update.encode_v1());
     }
 
-    fn handle_sync(&mut self, conn_id: Uuid, message: SyncMessage) {
+    fn handle_sync(&mut self, conn_id: ConnId, message: SyncMessage) {
         let Some(client) = self.clients.get(&conn_id) else {
             return;
         };
@@ -459,14 +351,14 @@ impl Actor for ArtifactEditor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.writer = Some(tx);
-        actix::spawn(writer_loop(
-            self.pool.clone(),
-            self.bus.clone(),
-            self.artifact_id,
-            rx,
-            ctx.address(),
+        let updates = UpdateWriter {
+            topic: self.topic.clone(),
+        };
+        self.writer = Some(writer::spawn(
+            self.registry.hub(),
+            updates,
+            self.registry.max_batch(),
+            ctx.address().recipient(),
         ));
         let (pool, id) = (self.pool.clone(), self.artifact_id);
         let load = async move {
@@ -476,7 +368,7 @@ impl Actor for ArtifactEditor {
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
             Ok((doc, seq)) => {
                 act.doc = doc;
-                act.last_seq = seq;
+                act.ordered.reset_to(seq);
                 // Started for a REST call or a socket that never joined: don't linger.
                 act.schedule_idle_stop(ctx);
             }
@@ -522,8 +414,13 @@ impl Handler<Join> for ArtifactEditor {
 impl Handler<Leave> for ArtifactEditor {
     type Result = ();
 
+    /// A y-websocket client left, or a `/ws` client stopped watching.
     fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
-        self.remove_client(msg.conn_id, ctx);
+        if self.watchers.remove(&msg.conn).is_some() {
+            self.schedule_idle_stop(ctx);
+        } else {
+            self.remove_client(msg.conn, ctx);
+        }
     }
 }
 
@@ -555,23 +452,19 @@ impl Handler<Incoming> for ArtifactEditor {
     }
 }
 
-impl Handler<Watch> for ArtifactEditor {
+/// A JSON `/ws` client watches the durable watermark.
+impl Handler<Subscription> for ArtifactEditor {
     type Result = ();
 
-    fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
-        let subscribed =
-            json!({ "type": "subscribed", "ref": msg.reference, "topic": self.topic, "head_seq": self.last_seq });
-        msg.client.do_send(ToClient::Frame(frame(subscribed)));
-        self.watchers.insert(msg.conn_id, msg.client);
-    }
-}
-
-impl Handler<Unwatch> for ArtifactEditor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Unwatch, ctx: &mut Self::Context) {
-        self.watchers.remove(&msg.conn_id);
-        self.schedule_idle_stop(ctx);
+    fn handle(&mut self, msg: Subscription, _ctx: &mut Self::Context) {
+        let subscribed = ServerFrame::Subscribed {
+            reference: msg.reference.as_deref(),
+            topic: &self.topic,
+            head_seq: self.ordered.last_seq(),
+            live: None,
+        };
+        msg.client.frame(subscribed.encode());
+        self.watchers.insert(msg.conn, msg.client);
     }
 }
 
@@ -614,7 +507,7 @@ impl Handler<CatchUp> for ArtifactEditor {
     type Result = ();
 
     fn handle(&mut self, _msg: CatchUp, ctx: &mut Self::Context) {
-        self.catch_up(ctx);
+        OrderedActor::fill_gap(self, ctx);
     }
 }
 
@@ -622,7 +515,7 @@ impl Handler<RecheckAccess> for ArtifactEditor {
     type Result = ();
 
     fn handle(&mut self, msg: RecheckAccess, ctx: &mut Self::Context) {
-        let targets: Vec<(Uuid, Uuid, Access)> = self
+        let targets: Vec<(ConnId, Uuid, Access)> = self
             .clients
             .iter()
             .filter(|(_, c)| msg.0.is_none_or(|u| u == c.user_id))
@@ -703,7 +596,7 @@ impl Handler<ReplaceText> for ArtifactEditor {
                 reply: Some(msg.reply),
             }),
             Ok(None) => {
-                let _ = msg.reply.send(Ok(Replaced::Committed(self.last_seq)));
+                let _ = msg.reply.send(Ok(Replaced::Committed(self.ordered.last_seq())));
             }
             Err(err) => {
                 let _ = msg.reply.send(Err(err));
@@ -716,14 +609,13 @@ impl Handler<Current> for ArtifactEditor {
     type Result = Result<(Vec<u8>, String, i64), AppError>;
 
     fn handle(&mut self, _msg: Current, _ctx: &mut Self::Context) -> Self::Result {
-        Ok((store::state_of(&self.doc), store::text_of(&self.doc), self.last_seq))
+        Ok((
+            store::state_of(&self.doc),
+            store::text_of(&self.doc),
+            self.ordered.last_seq(),
+        ))
     }
 }
-
-/// Internal: the writer finished `n` jobs.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct WritesDone(usize);
 
 impl Handler<WritesDone> for ArtifactEditor {
     type Result = ();
@@ -734,58 +626,109 @@ impl Handler<WritesDone> for ArtifactEditor {
     }
 }
 
-/// Commits queued updates in groups (one transaction, one NOTIFY), then hands them to the
-/// editor, which applies and relays them only now that they are durable.
-async fn writer_loop(
-    pool: DbPool,
-    bus: Arc<Bus>,
-    artifact_id: Uuid,
-    mut rx: mpsc::UnboundedReceiver<WriteJob>,
-    editor: Addr<ArtifactEditor>,
-) {
-    let topic = store::topic(artifact_id);
-    while let Some(batch) = crate::sys::recv_batch(&mut rx, 64).await {
-        let n = batch.len();
-        let result = async {
-            let mut conn = pool.get().await?;
-            let (bus, topic, batch) = (&bus, &topic, &batch);
-            conn.transaction::<_, AppError, _>(|conn| {
-                async move {
-                    let first = events::reserve(conn, topic, batch.len() as i64).await?;
-                    let rows = batch
-                        .iter()
-                        .map(|job| {
-                            (
-                                store::UPDATE_KIND,
-                                store::update_data(&job.update, job.user_id),
-                                job.user_id,
-                            )
-                        })
-                        .collect();
-                    let committed = events::insert_many(conn, topic, first, rows).await?;
-                    bus.notify_events(conn, topic, &committed).await?;
-                    Ok(committed)
-                }
-                .scope_boxed()
-            })
-            .await
+impl OrderedActor for ArtifactEditor {
+    type Item = Event;
+
+    fn ordered(&mut self) -> &mut OrderedTopic<Event> {
+        &mut self.ordered
+    }
+
+    fn apply(&mut self, event: Event, _ctx: &mut Context<Self>) {
+        let Some(update) = store::update_of(&event) else {
+            return;
+        };
+        if let Err(err) = store::apply(&self.doc, &update) {
+            tracing::error!(error = %err, topic = %self.topic, seq = event.seq, "a committed update does not apply");
+            return;
         }
-        .await;
-        match result {
-            Ok(committed) => {
-                let seqs: Vec<i64> = committed.iter().map(|e| e.seq).collect();
-                editor.do_send(Publish(committed));
-                for (job, seq) in batch.into_iter().zip(seqs) {
+        self.since_snapshot += 1;
+        self.broadcast(&encode(&YMessage::Sync(SyncMessage::Update(update))), None);
+    }
+
+    /// Tells watchers the new durable watermark; compacts now and then.
+    fn applied(&mut self, _before: i64, ctx: &mut Context<Self>) {
+        let saved = ServerFrame::Saved {
+            topic: &self.topic,
+            seq: self.ordered.last_seq(),
+        }
+        .encode();
+        for watcher in self.watchers.values() {
+            watcher.frame(saved.clone());
+        }
+        if self.since_snapshot >= COMPACT_EVERY {
+            self.compact(ctx);
+        }
+    }
+
+    /// Reads what is missing from the snapshot and the log.
+    fn fill_gap(&mut self, ctx: &mut Context<Self>) {
+        let (pool, id, after) = (self.pool.clone(), self.artifact_id, self.ordered.last_seq());
+        let load = async move {
+            let mut conn = pool.get().await?;
+            store::since(&mut conn, id, after).await
+        };
+        ctx.spawn(load.into_actor(self).map(|result, act, ctx| match result {
+            Ok((snapshot, events)) => {
+                if let Some((upto, state)) = snapshot
+                    && upto > act.ordered.last_seq()
+                {
+                    // The log below `upto` was compacted away: take the snapshot.
+                    if store::apply(&act.doc, &state).is_ok() {
+                        act.broadcast(&encode(&YMessage::Sync(SyncMessage::Update(state))), None);
+                        act.ordered.reset_to(upto);
+                    }
+                }
+                act.accept(events, ctx);
+            }
+            Err(err) => tracing::warn!(error = %err, topic = %act.topic, "artifact catch-up failed"),
+        }));
+    }
+}
+
+/// Commits queued updates in groups; the editor applies and relays them only once they
+/// are durable (they reach it through the hub, like anyone's).
+struct UpdateWriter {
+    topic: String,
+}
+
+impl GroupCommit for UpdateWriter {
+    type Job = WriteJob;
+
+    fn write<'c>(
+        &'c self,
+        conn: &'c mut AsyncPgConnection,
+        jobs: &'c [WriteJob],
+    ) -> BoxFuture<'c, AppResult<Vec<Outcome>>> {
+        Box::pin(async move {
+            let first = events::reserve(conn, &self.topic, jobs.len() as i64).await?;
+            let rows = jobs
+                .iter()
+                .map(|job| {
+                    (
+                        store::UPDATE_KIND,
+                        store::update_data(&job.update, job.user_id),
+                        job.user_id,
+                    )
+                })
+                .collect();
+            let committed = events::insert_many(conn, &self.topic, first, rows).await?;
+            Ok(committed.into_iter().map(|event| Ok(vec![event])).collect())
+        })
+    }
+
+    fn finish(&self, jobs: Vec<WriteJob>, outcomes: Vec<Outcome>) {
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(events) => {
                     if let Some(reply) = job.reply {
+                        let seq = events.last().map(|e| e.seq).unwrap_or(0);
                         let _ = reply.send(Ok(Replaced::Committed(seq)));
                     }
                 }
-            }
-            Err(err) => {
-                // Not committed: nobody was told. The senders reconnect and resync, which
-                // offers the update again.
-                tracing::error!(error = %err, %topic, updates = n, "artifact updates not committed");
-                for job in batch {
+                Err(err) => {
+                    // Not committed: nobody was told. The sender reconnects and resyncs,
+                    // which offers the update again.
+                    tracing::error!(error = %err, topic = %self.topic, "artifact update not committed");
                     if let Some(origin) = &job.origin {
                         origin.do_send(ToClient::Close {
                             code: 1011,
@@ -793,11 +736,10 @@ async fn writer_loop(
                         });
                     }
                     if let Some(reply) = job.reply {
-                        let _ = reply.send(Err(AppError::internal(anyhow::anyhow!("update not committed"))));
+                        let _ = reply.send(Err(err));
                     }
                 }
             }
         }
-        editor.do_send(WritesDone(n));
     }
 }

@@ -1,13 +1,13 @@
 //! Artifact REST endpoints: create, list, get (with the current text), rename, delete, and
 //! connect tokens for the live-editing socket.
 
-use crate::app::AppState;
 use crate::artifacts::store::{self, ArtifactRow};
 use crate::auth::secrets::{self, SecretKind};
 use crate::auth::{Auth, Permission, UserAuth, authorize};
 use crate::db::schema::{artifact_tokens, artifacts, chat_sessions, events as events_table, topics};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::events;
+use crate::state::AppState;
 use crate::validate;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
@@ -309,7 +309,7 @@ pub async fn delete_artifact(
         .scope_boxed()
     })
     .await?;
-    crate::realtime::access_changed(&state, row.workspace_id, None);
+    state.hub.access_changed(row.workspace_id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 

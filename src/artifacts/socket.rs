@@ -3,15 +3,16 @@
 //! `ArtifactSocket` actor per connection decodes frames and hands them to the artifact's
 //! editor; connect tokens come from `POST /api/artifacts/{id}/connect-token`.
 
-use crate::app::AppState;
-use crate::artifacts::editor::{Access, ArtifactEditor, Incoming, Join, Leave};
+use crate::artifacts::editor::{Access, ArtifactEditor, Incoming, Join};
+use crate::artifacts::registry::Editors;
 use crate::artifacts::store;
 use crate::auth::secrets::{self, SecretKind};
+use crate::cluster::hub::Leave;
 use crate::db::schema::artifact_tokens;
 use crate::error::{AppError, ErrorCode};
-use crate::gateway::connection::ServerClose;
 use crate::gateway::{Counted, origin_allowed};
-use crate::sessions::live::{ClientHandle, Outbound, ToClient};
+use crate::state::AppState;
+use crate::transport::{ClientHandle, ConnId, Outbound, ServerClose, ToClient};
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
@@ -70,10 +71,10 @@ pub async fn connect(
     let (row, _) = store::authorize_user(&mut conn, user_id, artifact_id, access.permission()).await?;
     drop(conn);
 
-    let editor = state.editors.get_or_spawn(artifact_id, row.workspace_id);
+    let editor = state.hub.get::<Editors>().get_or_spawn(artifact_id, row.workspace_id);
     let outbound = Outbound::new(state.ws_limits.outbound_buffer_bytes);
     let actor = ArtifactSocket {
-        id: Uuid::new_v4(),
+        id: ConnId::new(),
         artifact_id,
         workspace_id: row.workspace_id,
         user_id,
@@ -94,7 +95,7 @@ pub async fn connect(
 }
 
 pub struct ArtifactSocket {
-    id: Uuid,
+    id: ConnId,
     artifact_id: Uuid,
     workspace_id: Uuid,
     user_id: Uuid,
@@ -121,7 +122,11 @@ impl Actor for ArtifactSocket {
     fn started(&mut self, ctx: &mut Self::Context) {
         if !self.editor.connected() {
             // It went idle between the handshake and now: start a fresh one.
-            self.editor = self.state.editors.get_or_spawn(self.artifact_id, self.workspace_id);
+            self.editor = self
+                .state
+                .hub
+                .get::<Editors>()
+                .get_or_spawn(self.artifact_id, self.workspace_id);
         }
         let client = ClientHandle {
             recipient: ctx.address().recipient(),
@@ -145,7 +150,7 @@ impl Actor for ArtifactSocket {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.editor.do_send(Leave { conn_id: self.id });
+        self.editor.do_send(Leave { conn: self.id });
         self.state.connections.unregister(self.id);
     }
 }

@@ -21,7 +21,7 @@ pub const TEXT: &str = "content";
 pub const UPDATE_KIND: &str = "yjs.update";
 
 pub fn topic(id: Uuid) -> String {
-    format!("artifact:{id}")
+    crate::artifacts::registry::topic(id).to_string()
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

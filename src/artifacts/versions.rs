@@ -2,14 +2,15 @@
 //! (applied to the live document as ordinary edits), fork a branch from a version into its
 //! own live document, and merge it back with a three-way text merge.
 
-use crate::app::AppState;
 use crate::artifacts::editor::{Current, ReplaceText, Replaced, TextTarget};
 use crate::artifacts::handlers::{ArtifactView, insert, view};
+use crate::artifacts::registry::Editors;
 use crate::artifacts::store::{self, ArtifactRow};
 use crate::artifacts::textmerge::{self, Conflict, Resolution};
 use crate::auth::{Auth, Permission, Principal, UserAuth};
 use crate::db::schema::{artifact_versions, artifacts};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::state::AppState;
 use crate::validate;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
@@ -52,7 +53,7 @@ pub(crate) async fn current(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> AppResult<(Vec<u8>, String, i64)> {
-    if let Some(editor) = state.editors.get(id)
+    if let Some(editor) = state.hub.get::<Editors>().get(id)
         && let Ok(result) = editor.send(Current).await
     {
         return result;
@@ -139,7 +140,7 @@ async fn apply_text(
     target: TextTarget,
     author: Uuid,
 ) -> AppResult<Result<(Vec<u8>, String, i64), Vec<Conflict>>> {
-    let editor = state.editors.get_or_spawn(row.id, row.workspace_id);
+    let editor = state.hub.get::<Editors>().get_or_spawn(row.id, row.workspace_id);
     let (tx, rx) = tokio::sync::oneshot::channel();
     editor.do_send(ReplaceText {
         target,

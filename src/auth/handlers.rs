@@ -1,11 +1,11 @@
 //! Account endpoints: register, log in, log out, `GET /api/me`.
 
-use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::principal::{RequestMeta, UserAuth};
 use crate::auth::secrets::{self, SecretKind};
 use crate::db::schema::{user_sessions, users};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::state::AppState;
 use crate::validate;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};

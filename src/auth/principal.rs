@@ -1,11 +1,11 @@
 //! Who is calling: the bearer-token middleware that resolves a [`Principal`] before any
 //! other extractor runs, and the extractors handlers take (`Auth`, `UserAuth`, `RequestMeta`).
 
-use crate::app::AppState;
 use crate::auth::permissions::PermissionSet;
 use crate::auth::secrets::{self, SecretKind};
 use crate::db::schema::{api_tokens, user_sessions, users};
 use crate::error::{AppError, ErrorCode};
+use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;

@@ -1,12 +1,14 @@
-//! Publishing on the bus. Durable events: one NOTIFY on `collab_events` in the same
-//! transaction as the event rows (delivered at commit, never on rollback), inline when
-//! small, a seq range to read from the log when not. Ephemeral traffic (typing, presence,
-//! node-down, access changes): queued and sent on `collab_ephemeral` once per tick, so
-//! many small signals cost one notifying commit.
+//! Publishing on the bus. Durable events: one NOTIFY on `collab_events` per transaction,
+//! in the same transaction as the event rows (delivered at commit, never on rollback),
+//! inline when small, seq ranges to read from the log when not. Ephemeral traffic (node
+//! down, access changes, and each room's own: typing, presence, AI chunks, awareness):
+//! queued and sent on `collab_ephemeral` once per tick, so many small signals cost one
+//! notifying commit. Room payloads are opaque here: only their room decodes them.
 
 use crate::db::DbPool;
 use crate::error::AppResult;
 use crate::events::Event;
+use crate::transport::NodeId;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
@@ -20,10 +22,16 @@ pub const EPHEMERAL_CHANNEL: &str = "collab_ephemeral";
 /// Postgres refuses NOTIFY payloads of 8000 bytes or more; stay clear of it.
 pub const MAX_PAYLOAD: usize = 7900;
 
-/// A durable-event doorbell.
+/// A durable-event doorbell: the events one transaction committed, per topic.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EventsNotice {
-    pub node: Uuid,
+    pub node: NodeId,
+    pub topics: Vec<TopicNotice>,
+}
+
+/// One topic's part of a doorbell.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TopicNotice {
     pub topic: String,
     /// The events themselves, when they fit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -33,79 +41,35 @@ pub struct EventsNotice {
     pub range: Option<(i64, i64)>,
 }
 
-/// One piece of ephemeral traffic.
+/// One piece of ephemeral traffic. The hub's own kinds are named; a room's travel opaquely
+/// as its kind and a payload only that room decodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ephemeral {
-    Typing {
-        session: Uuid,
-        user: Uuid,
-        typing: bool,
-    },
-    /// A user's presence in a session through one node; `None` = gone from that node.
-    Presence {
-        session: Uuid,
-        user: Uuid,
-        node: Uuid,
-        state: Option<PresenceState>,
-    },
     /// A node is gone (its lease expired or it shut down): drop what it held.
-    NodeDown {
-        node: Uuid,
-    },
+    NodeDown { node: NodeId },
     /// A member's standing in a workspace changed (`user` None = everyone's).
-    Access {
-        workspace: Uuid,
-        user: Option<Uuid>,
-    },
-    /// A session's visibility or participants changed.
-    SessionAccess {
-        session: Uuid,
-        user: Option<Uuid>,
-    },
-    /// A coalesced piece of an AI reply (offset in UTF-16 code units).
-    AiChunk {
-        session: Uuid,
-        message_id: Uuid,
-        offset: usize,
-        text: String,
-        model: String,
-    },
-    /// Stop an AI reply (the node generating it acts).
-    StopGeneration {
-        session: Uuid,
-        message_id: Uuid,
-    },
-    /// A y-websocket awareness update (cursors, names) for an artifact, base64.
-    Awareness {
-        artifact: Uuid,
-        node: Uuid,
-        update: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PresenceState {
-    pub display_name: String,
-    pub status: String,
+    Access { workspace: Uuid, user: Option<Uuid> },
+    /// A room's own traffic (typing, presence, AI chunks, awareness, …).
+    Room { room: String, payload: serde_json::Value },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EphemeralNotice {
-    pub node: Uuid,
+    pub node: NodeId,
     pub items: Vec<Ephemeral>,
 }
 
 /// This node's handle on the bus.
 pub struct Bus {
     /// The node's identity; replaced when the node rejoins after losing its lease.
-    node_id: Arc<RwLock<Uuid>>,
+    node_id: Arc<RwLock<NodeId>>,
     ephemeral: mpsc::UnboundedSender<(Ephemeral, bool)>,
 }
 
 impl Bus {
     /// Starts the ephemeral sender (one NOTIFY per `tick` at most).
-    pub fn start(node_id: Uuid, pool: DbPool, tick: Duration) -> Self {
+    pub fn start(node_id: NodeId, pool: DbPool, tick: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let node_id = Arc::new(RwLock::new(node_id));
         tokio::spawn(ephemeral_sender(node_id.clone(), pool, tick, rx));
@@ -113,13 +77,13 @@ impl Bus {
     }
 
     /// This node's current id.
-    pub fn node_id(&self) -> Uuid {
+    pub fn node_id(&self) -> NodeId {
         *self.node_id.read().expect("node id lock")
     }
 
     /// Takes a new identity (rejoining as a fresh node); returns it.
-    pub fn new_identity(&self) -> Uuid {
-        let id = Uuid::new_v4();
+    pub fn new_identity(&self) -> NodeId {
+        let id = NodeId::new();
         *self.node_id.write().expect("node id lock") = id;
         id
     }
@@ -135,37 +99,83 @@ impl Bus {
         let _ = self.ephemeral.send((item, true));
     }
 
-    /// Rings the doorbell for committed-with-this-transaction events of one topic. Call it
-    /// once per transaction, after the event rows are written.
-    pub async fn notify_events(&self, conn: &mut AsyncPgConnection, topic: &str, events: &[Event]) -> AppResult<()> {
+    /// Queues a room's own ephemeral traffic (`urgent`: send without waiting for the tick).
+    pub fn room_ephemeral(&self, room: &'static str, payload: &impl Serialize, urgent: bool) {
+        let Ok(payload) = serde_json::to_value(payload) else {
+            return;
+        };
+        let item = Ephemeral::Room {
+            room: room.to_owned(),
+            payload,
+        };
+        let _ = self.ephemeral.send((item, urgent));
+    }
+
+    /// Rings the doorbell for the events written in this transaction (any topics): one
+    /// NOTIFY, delivered at commit. Events inline when they fit, else each topic's seq
+    /// range to read from the log. Only `events::commit` calls it.
+    pub(crate) async fn notify_events(&self, conn: &mut AsyncPgConnection, events: &[Event]) -> AppResult<()> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut notice = EventsNotice {
-            node: self.node_id(),
-            topic: topic.to_owned(),
-            events: events.to_vec(),
-            range: None,
-        };
-        let mut payload = serde_json::to_string(&notice).map_err(crate::error::AppError::internal)?;
-        if payload.len() > MAX_PAYLOAD {
-            let first = events.iter().map(|e| e.seq).min().unwrap_or(0);
-            let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
-            notice.events.clear();
-            notice.range = Some((first, last));
-            payload = serde_json::to_string(&notice).map_err(crate::error::AppError::internal)?;
+        for payload in doorbells(self.node_id(), events) {
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<Text, _>(EVENTS_CHANNEL)
+                .bind::<Text, _>(payload)
+                .execute(&mut *conn)
+                .await?;
         }
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(EVENTS_CHANNEL)
-            .bind::<Text, _>(payload)
-            .execute(conn)
-            .await?;
         Ok(())
     }
 }
 
+/// The doorbell payloads for a transaction's events: one, with the events inline when it
+/// fits; else one with each topic's seq range; only a transaction touching hundreds of
+/// topics needs more than one.
+pub fn doorbells(node: NodeId, events: &[Event]) -> Vec<String> {
+    let mut topics: Vec<TopicNotice> = Vec::new();
+    for event in events {
+        match topics.iter_mut().find(|t| t.topic == event.topic) {
+            Some(t) => t.events.push(event.clone()),
+            None => topics.push(TopicNotice {
+                topic: event.topic.clone(),
+                events: vec![event.clone()],
+                range: None,
+            }),
+        }
+    }
+    let encode = |topics: &[TopicNotice]| {
+        #[derive(Serialize)]
+        struct View<'a> {
+            node: NodeId,
+            topics: &'a [TopicNotice],
+        }
+        serde_json::to_string(&View { node, topics }).unwrap_or_default()
+    };
+    let inline = encode(&topics);
+    if inline.len() <= MAX_PAYLOAD {
+        return vec![inline];
+    }
+    for t in &mut topics {
+        let first = t.events.iter().map(|e| e.seq).min().unwrap_or(0);
+        let last = t.events.iter().map(|e| e.seq).max().unwrap_or(0);
+        t.events.clear();
+        t.range = Some((first, last));
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in 1..=topics.len() {
+        if end - start > 1 && encode(&topics[start..end]).len() > MAX_PAYLOAD {
+            out.push(encode(&topics[start..end - 1]));
+            start = end - 1;
+        }
+    }
+    out.push(encode(&topics[start..]));
+    out
+}
+
 /// Packs queued items into payloads under the limit.
-pub fn pack(node: Uuid, items: Vec<Ephemeral>) -> Vec<String> {
+pub fn pack(node: NodeId, items: Vec<Ephemeral>) -> Vec<String> {
     let mut out = Vec::new();
     let mut batch: Vec<Ephemeral> = Vec::new();
     let encode = |items: &[Ephemeral]| {
@@ -192,7 +202,7 @@ pub fn pack(node: Uuid, items: Vec<Ephemeral>) -> Vec<String> {
 }
 
 async fn ephemeral_sender(
-    node: Arc<RwLock<Uuid>>,
+    node: Arc<RwLock<NodeId>>,
     pool: DbPool,
     tick: Duration,
     mut rx: mpsc::UnboundedReceiver<(Ephemeral, bool)>,
@@ -230,12 +240,11 @@ mod tests {
 
     #[test]
     fn packing_keeps_every_payload_under_the_limit() {
-        let node = Uuid::new_v4();
+        let node = NodeId::new();
         let items: Vec<_> = (0..500)
-            .map(|_| Ephemeral::Typing {
-                session: Uuid::new_v4(),
-                user: Uuid::new_v4(),
-                typing: true,
+            .map(|_| Ephemeral::Access {
+                workspace: Uuid::new_v4(),
+                user: Some(Uuid::new_v4()),
             })
             .collect();
         let payloads = pack(node, items);
@@ -246,5 +255,49 @@ mod tests {
             total += serde_json::from_str::<EphemeralNotice>(p).unwrap().items.len();
         }
         assert_eq!(total, 500);
+    }
+
+    fn event(topic: &str, seq: i64, size: usize) -> Event {
+        Event {
+            topic: topic.to_owned(),
+            seq,
+            kind: "k".to_owned(),
+            data: serde_json::json!({ "x": "y".repeat(size) }),
+            actor_id: None,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn one_doorbell_per_transaction_inline_or_by_range() {
+        let node = NodeId::new();
+        let small = vec![
+            event("session:a", 1, 10),
+            event("session:b", 7, 10),
+            event("session:a", 2, 10),
+        ];
+        let bells = doorbells(node, &small);
+        assert_eq!(bells.len(), 1);
+        let notice: EventsNotice = serde_json::from_str(&bells[0]).unwrap();
+        assert_eq!(notice.topics.len(), 2);
+        assert_eq!(notice.topics[0].events.len(), 2);
+
+        let big = vec![event("artifact:a", 3, 6000), event("artifact:a", 4, 6000)];
+        let bells = doorbells(node, &big);
+        assert_eq!(bells.len(), 1);
+        let notice: EventsNotice = serde_json::from_str(&bells[0]).unwrap();
+        assert_eq!(notice.topics[0].range, Some((3, 4)));
+        assert!(notice.topics[0].events.is_empty());
+
+        // Hundreds of topics in one transaction: ranges, split under the limit.
+        let many: Vec<Event> = (0..400).map(|i| event(&format!("session:{i:040}"), 1, 100)).collect();
+        let bells = doorbells(node, &many);
+        assert!(bells.len() > 1);
+        let mut seen = 0;
+        for bell in &bells {
+            assert!(bell.len() <= MAX_PAYLOAD);
+            seen += serde_json::from_str::<EventsNotice>(bell).unwrap().topics.len();
+        }
+        assert_eq!(seen, 400);
     }
 }

@@ -1,30 +1,32 @@
-//! The node's one LISTEN connection (tokio-postgres, read with `poll_message`). It routes
-//! doorbells to the local actors that have subscribers, ignores its own node's, and on
-//! reconnect (network blip, Postgres restart, `pg_terminate_backend`) listens again and
-//! has every active topic catch up from the event log.
+//! The node's one LISTEN connection (tokio-postgres, read with `poll_message`). It hands
+//! doorbells to the rooms of the hub whose topics are active here, ignores its own node's,
+//! and on reconnect (network blip, Postgres restart, `pg_terminate_backend`) listens again
+//! and has every room catch up its active topics from the event log.
 
-use crate::app::AppState;
+use crate::cluster::Hub;
 use crate::cluster::bus::{EPHEMERAL_CHANNEL, EVENTS_CHANNEL, Ephemeral, EphemeralNotice, EventsNotice};
 use crate::events;
+use crate::transport::NodeId;
 use futures_util::StreamExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
 
 /// The listener's `application_name`, so operators (and tests) can find its backend.
-pub fn application_name(node: uuid::Uuid) -> String {
-    format!("bedda-collab-listener-{}", node.simple())
+pub fn application_name(node: NodeId) -> String {
+    format!("bedda-collab-listener-{}", node.0.simple())
 }
 
-pub fn spawn(state: Arc<AppState>) {
+pub fn spawn(hub: Arc<Hub>, database_url: String, shutting_down: Arc<AtomicBool>) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut first = true;
         loop {
-            if state.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+            if shutting_down.load(Ordering::Relaxed) {
                 return;
             }
-            match listen(&state, first).await {
+            match listen(&hub, &database_url, first).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(err) => tracing::warn!(error = %err, ?backoff, "listener lost; reconnecting"),
             }
@@ -36,13 +38,13 @@ pub fn spawn(state: Arc<AppState>) {
 }
 
 /// One listener connection's life. Returns when the connection ends.
-async fn listen(state: &Arc<AppState>, first: bool) -> anyhow::Result<()> {
-    let mut config: tokio_postgres::Config = state.config.database_url.parse()?;
-    config.application_name(application_name(state.bus.node_id()));
+async fn listen(hub: &Arc<Hub>, database_url: &str, first: bool) -> anyhow::Result<()> {
+    let mut config: tokio_postgres::Config = database_url.parse()?;
+    config.application_name(application_name(hub.bus.node_id()));
     config.connect_timeout(Duration::from_secs(5));
     let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
+    let mut driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
@@ -63,14 +65,12 @@ async fn listen(state: &Arc<AppState>, first: bool) -> anyhow::Result<()> {
     if !first {
         // Whatever was published while we were away is in the log.
         tracing::info!("listener back; catching up active topics");
-        state.live.catch_up_all();
-        state.editors.catch_up_all();
+        hub.catch_up_all();
     }
-    let mut driver = driver;
     loop {
         tokio::select! {
             notification = rx.recv() => match notification {
-                Some(n) => route(state, n.channel(), n.payload()),
+                Some(n) => route(hub, n.channel(), n.payload()),
                 None => break,
             },
             ended = &mut driver => {
@@ -86,51 +86,36 @@ async fn listen(state: &Arc<AppState>, first: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn route(state: &Arc<AppState>, channel: &str, payload: &str) {
+fn route(hub: &Arc<Hub>, channel: &str, payload: &str) {
     match channel {
         EVENTS_CHANNEL => {
             let Ok(notice) = serde_json::from_str::<EventsNotice>(payload) else {
                 tracing::warn!("unreadable events notice");
                 return;
             };
-            if notice.node == state.bus.node_id() {
+            if notice.node == hub.bus.node_id() {
                 return;
             }
-            let Some((kind, id)) = notice.topic.split_once(':') else {
-                return;
-            };
-            let Ok(id) = id.parse::<uuid::Uuid>() else { return };
-            let running = match kind {
-                "session" => state.live.is_running(id),
-                "artifact" => state.editors.is_running(id),
-                _ => false,
-            };
-            if !running {
-                return;
-            }
-            let is_session = kind == "session";
-            let deliver = move |state: &AppState, events: Vec<crate::events::Event>| {
-                if is_session {
-                    state.live.publish(id, events)
-                } else {
-                    state.editors.publish(id, events)
+            for topic in notice.topics {
+                if !hub.is_active(&topic.topic) {
+                    continue;
                 }
-            };
-            match notice.range {
-                None => deliver(state, notice.events),
-                Some((first, last)) => {
-                    // Too big to ride the doorbell: read it from the log.
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        let fetched = async {
-                            let mut conn = state.pool.get().await?;
-                            events::after(&mut conn, &notice.topic, first - 1, last - first + 1).await
-                        };
-                        match fetched.await {
-                            Ok(events) => deliver(&state, events),
-                            Err(err) => tracing::warn!(error = %err, "fetching a referenced event failed"),
-                        }
-                    });
+                match topic.range {
+                    None => hub.deliver_topic(&topic.topic, topic.events),
+                    Some((first, last)) => {
+                        // Too big to ride the doorbell: read it from the log.
+                        let hub = hub.clone();
+                        tokio::spawn(async move {
+                            let fetched = async {
+                                let mut conn = hub.pool.get().await?;
+                                events::after(&mut conn, &topic.topic, first - 1, last - first + 1).await
+                            };
+                            match fetched.await {
+                                Ok(events) => hub.deliver_topic(&topic.topic, events),
+                                Err(err) => tracing::warn!(error = %err, "fetching a referenced event failed"),
+                            }
+                        });
+                    }
                 }
             }
         }
@@ -139,49 +124,21 @@ fn route(state: &Arc<AppState>, channel: &str, payload: &str) {
                 tracing::warn!("unreadable ephemeral notice");
                 return;
             };
-            if notice.node == state.bus.node_id() {
+            if notice.node == hub.bus.node_id() {
                 return;
             }
             for item in notice.items {
-                apply_ephemeral(state, notice.node, item);
+                match item {
+                    Ephemeral::NodeDown { node } => hub.node_down(node),
+                    Ephemeral::Access { workspace, user } => hub.local_access_changed(workspace, user),
+                    Ephemeral::Room { room, payload } => {
+                        if let Some(room) = hub.room(&room) {
+                            room.ephemeral(notice.node, payload);
+                        }
+                    }
+                }
             }
         }
         _ => {}
     }
-}
-
-fn apply_ephemeral(state: &Arc<AppState>, from: uuid::Uuid, item: Ephemeral) {
-    match item {
-        Ephemeral::Typing { session, user, typing } => state.live.remote_typing(session, user, typing),
-        Ephemeral::Presence {
-            session,
-            user,
-            node,
-            state: presence,
-        } => state.live.remote_presence(session, user, node, presence),
-        Ephemeral::AiChunk {
-            session,
-            message_id,
-            offset,
-            text,
-            model,
-        } => state.live.remote_chunk(session, message_id, offset, text, model),
-        Ephemeral::StopGeneration { session, message_id } => state.live.cancel_generation(session, message_id),
-        Ephemeral::NodeDown { node } => {
-            state.live.node_down(node);
-            state.editors.node_down(node);
-        }
-        Ephemeral::Access { workspace, user } => {
-            state.live.recheck_workspace(workspace, user);
-            state.editors.recheck_workspace(workspace, user);
-        }
-        Ephemeral::Awareness { artifact, node, update } => {
-            use base64::Engine;
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(update) {
-                state.editors.remote_awareness(artifact, node, bytes);
-            }
-        }
-        Ephemeral::SessionAccess { session, user } => state.live.recheck_session(session, user),
-    }
-    let _ = from;
 }

@@ -2,16 +2,18 @@
 //! dead nodes (their presences go, and everyone is told), and rejoining as a fresh node if
 //! this one was paused past its own lease.
 
-use crate::app::AppState;
+use crate::cluster::Hub;
 use crate::cluster::bus::Ephemeral;
 use crate::db::DbPool;
 use crate::db::schema::{nodes, presence};
 use crate::error::{AppError, AppResult};
+use crate::transport::{Connections, NodeId};
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -84,26 +86,6 @@ pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
     .await
 }
 
-/// Replies that were streaming on nodes that are gone end as interrupted, for everyone.
-pub async fn interrupt_replies(state: &AppState, nodes: &[Uuid]) {
-    if nodes.is_empty() {
-        return;
-    }
-    let result = async {
-        let mut conn = state.pool.get().await?;
-        crate::ai::generation::interrupt_nodes(&mut conn, &state.bus, nodes).await
-    }
-    .await;
-    match result {
-        Ok(events) => {
-            for (session, event) in events {
-                state.live.publish(session, vec![event]);
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "marking interrupted replies failed"),
-    }
-}
-
 /// Leaves the cluster on shutdown: presences and the lease go now, not at expiry.
 pub async fn leave(pool: &DbPool, node_id: Uuid) -> AppResult<()> {
     let mut conn = pool.get().await?;
@@ -120,45 +102,57 @@ pub async fn leave(pool: &DbPool, node_id: Uuid) -> AppResult<()> {
     .await
 }
 
-/// Heartbeat loop: renew, reap, and handle a lost lease.
-pub fn spawn_heartbeat(state: Arc<AppState>) {
+/// What the heartbeat works with.
+pub struct Heartbeat {
+    pub hub: Arc<Hub>,
+    pub config: NodeConfig,
+    pub connections: Arc<Connections>,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// Heartbeat loop: renew, reap (every room cleans up after the dead), and handle a lost
+/// lease.
+pub fn spawn_heartbeat(beat: Heartbeat) {
     tokio::spawn(async move {
-        let config = state.node.clone();
+        let Heartbeat {
+            hub,
+            config,
+            connections,
+            shutting_down,
+        } = beat;
+        let pool = hub.pool.clone();
         let mut tick = tokio::time::interval(config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if std::sync::atomic::AtomicBool::load(&state.shutting_down, std::sync::atomic::Ordering::Relaxed) {
+            if AtomicBool::load(&shutting_down, Ordering::Relaxed) {
                 return;
             }
-            let connections = state.connections.count() as i32;
-            let node_id = state.bus.node_id();
-            match renew(&state.pool, node_id, &config, connections).await {
+            let node_id = hub.bus.node_id();
+            match renew(&pool, node_id.0, &config, connections.count() as i32).await {
                 Ok(true) => {}
                 Ok(false) => {
                     // We were declared dead (paused past the lease): what we held was
                     // cleaned up by a survivor. Drop our clients (they resume elsewhere or
                     // here) and rejoin as a fresh node, under a new id (so a late "node down"
                     // about the old id cannot touch what the new one holds).
-                    state
-                        .connections
-                        .close_all(1012, "service restart: node rejoining the cluster");
-                    let fresh = state.bus.new_identity();
+                    connections.close_all(1012, "service restart: node rejoining the cluster");
+                    let fresh = hub.bus.new_identity();
                     tracing::error!(old = %node_id, new = %fresh, "lease lost; closed connections and rejoining");
-                    if let Err(err) = register(&state.pool, fresh, &config).await {
+                    if let Err(err) = register(&pool, fresh.0, &config).await {
                         tracing::error!(error = %err, "re-registering the node failed");
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
             }
-            match reap(&state.pool).await {
+            match reap(&pool).await {
                 Ok(dead) => {
-                    interrupt_replies(&state, &dead).await;
+                    let dead: Vec<NodeId> = dead.into_iter().map(NodeId).collect();
+                    hub.reaped(&dead).await;
                     for node in dead {
                         tracing::warn!(dead_node = %node, "node lease expired; removed its presences");
-                        state.live.node_down(node);
-                        state.editors.node_down(node);
-                        state.bus.ephemeral(Ephemeral::NodeDown { node });
+                        hub.node_down(node);
+                        hub.bus.ephemeral(Ephemeral::NodeDown { node });
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "reaping dead nodes failed"),

@@ -5,14 +5,13 @@
 
 pub mod connection;
 pub mod protocol;
-pub mod registry;
 pub mod tickets;
 
-use crate::app::AppState;
 use crate::auth::principal::{Principal, resolve};
 use crate::db::schema::users;
 use crate::error::{AppError, ErrorCode};
-use crate::sessions::live::Outbound;
+use crate::state::AppState;
+use crate::transport::Outbound;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 use bytes::Bytes;
@@ -125,3 +124,15 @@ impl Stream for Counted {
         polled
     }
 }
+
+/// The `/ws` endpoint and its connect tickets.
+pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
+    name: "gateway",
+    api: |cfg| {
+        cfg.service(tickets::create_ticket);
+    },
+    room: None,
+    public: |cfg| {
+        cfg.route("/ws", web::get().to(connect));
+    },
+};

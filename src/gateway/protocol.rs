@@ -1,14 +1,25 @@
-//! The JSON frames of the `/ws` protocol (version 1). docs/PROTOCOL.md shows an example of
-//! every frame; server frames are built in `sessions::live` and `gateway::connection`.
+//! The client frames of the `/ws` protocol (version 1) that the gateway itself answers, and
+//! the envelope every frame shares. docs/PROTOCOL.md shows an example of every frame; server
+//! frames are `transport::ServerFrame`, rooms decode their own client frames.
 
 use serde::Deserialize;
-use uuid::Uuid;
 
 /// The protocol version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// A frame from the client. `ref` is an optional client-chosen id echoed in the `ack` or
-/// `error` that answers the frame.
+/// What every client frame has: its type, the optional client-chosen `ref` echoed in the
+/// `ack` or `error` that answers it, and (for topic frames) its topic.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(rename = "ref")]
+    pub reference: Option<serde_json::Value>,
+    pub topic: Option<serde_json::Value>,
+}
+
+/// The frames the gateway answers itself, for every topic kind; a room decodes its own
+/// (`Room::actions`).
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
@@ -24,106 +35,14 @@ pub enum ClientFrame {
         reference: Option<String>,
         topic: String,
     },
-    SendMessage {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        body: String,
-    },
-    EditMessage {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        message_id: Uuid,
-        body: String,
-    },
-    DeleteMessage {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        message_id: Uuid,
-    },
-    React {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        message_id: Uuid,
-        emoji: String,
-    },
-    Typing {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        #[serde(default = "yes")]
-        typing: bool,
-    },
-    Presence {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        status: String,
-    },
     Ping {
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
-    /// Stop an AI reply that is streaming (who asked, or `manage_sessions`).
-    StopGeneration {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        message_id: Uuid,
-    },
-    /// Ask the AI again: a new reply to the question this reply answered.
-    Regenerate {
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-        topic: String,
-        message_id: Uuid,
-    },
 }
 
-fn yes() -> bool {
-    true
-}
-
-impl ClientFrame {
-    pub fn reference(&self) -> Option<&str> {
-        match self {
-            ClientFrame::Subscribe { reference, .. }
-            | ClientFrame::Unsubscribe { reference, .. }
-            | ClientFrame::SendMessage { reference, .. }
-            | ClientFrame::EditMessage { reference, .. }
-            | ClientFrame::DeleteMessage { reference, .. }
-            | ClientFrame::React { reference, .. }
-            | ClientFrame::Typing { reference, .. }
-            | ClientFrame::Presence { reference, .. }
-            | ClientFrame::StopGeneration { reference, .. }
-            | ClientFrame::Regenerate { reference, .. }
-            | ClientFrame::Ping { reference } => reference.as_deref(),
-        }
-    }
-}
-
-/// A parsed topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Topic {
-    Session(Uuid),
-    /// An artifact's durable watermark (`saved` frames after each commit).
-    Artifact(Uuid),
-}
-
-impl Topic {
-    pub fn parse(topic: &str) -> Option<Topic> {
-        let (kind, id) = topic.split_once(':')?;
-        let id: Uuid = id.parse().ok()?;
-        match kind {
-            "session" => Some(Topic::Session(id)),
-            "artifact" => Some(Topic::Artifact(id)),
-            _ => None,
-        }
-    }
-}
+/// The frame types of [`ClientFrame`].
+pub const GATEWAY_FRAMES: &[&str] = &["subscribe", "unsubscribe", "ping"];
 
 /// Pulls `ref` out of a frame that failed to parse, so the error can still name it.
 pub fn salvage_ref(text: &str) -> Option<String> {
@@ -137,22 +56,13 @@ mod tests {
 
     #[test]
     fn frames_parse() {
-        let f: ClientFrame = serde_json::from_str(
-            r#"{"type":"send_message","ref":"7","topic":"session:00000000-0000-0000-0000-000000000001","body":"hi"}"#,
-        )
-        .unwrap();
-        assert_eq!(f.reference(), Some("7"));
+        let f: ClientFrame = serde_json::from_str(r#"{"type":"ping","ref":"7"}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Ping { reference: Some(r) } if r == "7"));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"fly","topic":"x"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping","extra":1}"#).is_err());
         assert_eq!(salvage_ref(r#"{"type":"fly","ref":"a"}"#).as_deref(), Some("a"));
-    }
-
-    #[test]
-    fn topics_parse() {
-        let id = Uuid::new_v4();
-        assert_eq!(Topic::parse(&format!("session:{id}")), Some(Topic::Session(id)));
-        assert_eq!(Topic::parse("session:nope"), None);
-        assert_eq!(Topic::parse(&format!("artifact:{id}")), Some(Topic::Artifact(id)));
-        assert_eq!(Topic::parse(&format!("galaxy:{id}")), None);
+        let e: Envelope =
+            serde_json::from_str(r#"{"type":"typing","ref":"r","topic":"session:x","typing":true}"#).unwrap();
+        assert_eq!(e.kind, "typing");
     }
 }

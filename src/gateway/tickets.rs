@@ -2,11 +2,11 @@
 //! browser (which cannot set an `Authorization` header), so no long-lived token ever
 //! travels in a URL. Any node can redeem a ticket: they live in Postgres, hashed.
 
-use crate::app::AppState;
 use crate::auth::UserAuth;
 use crate::auth::secrets::{self, SecretKind};
 use crate::db::schema::connect_tickets;
 use crate::error::{AppResult, ErrorBody};
+use crate::state::AppState;
 use actix_web::{HttpResponse, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

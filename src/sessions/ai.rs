@@ -6,13 +6,14 @@
 use crate::ai::generation::{self, Ending};
 use crate::ai::provider::{ChatRequest, StreamEvent};
 use crate::auth::Permission;
-use crate::cluster::bus::Ephemeral;
 use crate::error::{AppError, ErrorCode};
 use crate::sessions::access::session_access;
-use crate::sessions::live::{ClientHandle, LiveSession, ToClient, error_frame, frame};
+use crate::sessions::live::LiveSession;
+use crate::sessions::protocol::SessionEphemeral;
+use crate::sessions::registry::KIND;
+use crate::transport::{ClientHandle, ServerFrame, ack_frame, error_frame};
 use actix::prelude::*;
 use futures_util::StreamExt;
-use serde_json::json;
 use std::time::Instant;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -120,17 +121,22 @@ impl LiveSession {
             }
         }
         for (id, offset, text, model, local) in frames {
-            let chunk =
-                json!({ "type": "ai_chunk", "topic": self.topic, "message_id": id, "offset": offset, "text": text });
-            self.broadcast(&frame(chunk), None);
+            let chunk = ServerFrame::AiChunk {
+                topic: &self.topic,
+                message_id: id,
+                offset,
+                text: &text,
+            };
+            self.broadcast(&chunk.encode(), None);
             if local {
-                self.bus.ephemeral_now(Ephemeral::AiChunk {
+                let chunk = SessionEphemeral::AiChunk {
                     session: self.session_id,
                     message_id: id,
                     offset,
                     text,
                     model,
-                });
+                };
+                self.bus.room_ephemeral(KIND, &chunk, true);
             }
         }
         for (id, text) in checkpoints {
@@ -157,18 +163,23 @@ impl LiveSession {
 
     /// The replies streaming now, for a new subscriber: ours from memory, others' from
     /// the checkpoint when we did not see them from the start.
-    pub(super) fn generations_snapshot(&self, checkpoints: Vec<(Uuid, String, String)>) -> Vec<serde_json::Value> {
-        let mut out: Vec<serde_json::Value> = Vec::new();
+    /// The replies streaming now, as (message, model, text so far): what this node has
+    /// seen from their first chunk on, else their last checkpoint.
+    pub(super) fn generations_snapshot<'a>(
+        &'a self,
+        checkpoints: &'a [(Uuid, String, String)],
+    ) -> Vec<(Uuid, &'a str, &'a str)> {
+        let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (id, reply) in &self.replies {
             if reply.complete_prefix {
                 seen.insert(*id);
-                out.push(json!({ "message_id": id, "model": reply.model, "offset": 0, "text": reply.text }));
+                out.push((*id, reply.model.as_str(), reply.text.as_str()));
             }
         }
         for (id, model, partial) in checkpoints {
-            if seen.insert(id) {
-                out.push(json!({ "message_id": id, "model": model, "offset": 0, "text": partial }));
+            if seen.insert(*id) {
+                out.push((*id, model.as_str(), partial.as_str()));
             }
         }
         out
@@ -202,16 +213,16 @@ impl Handler<StartGeneration> for LiveSession {
 
     fn handle(&mut self, msg: StartGeneration, ctx: &mut Self::Context) {
         let model = self.ai.model_for(self.default_model.as_deref());
-        let (pool, bus, session_id, budget) = (
+        let (pool, hub, session_id, budget) = (
             self.pool.clone(),
-            self.bus.clone(),
+            self.registry.hub(),
             self.session_id,
             self.ai.history_tokens,
         );
         let model2 = model.clone();
         let start = async move {
             let mut conn = pool.get().await?;
-            generation::start(&mut conn, &bus, session_id, msg.reply_to, msg.asked_by, model2, budget).await
+            generation::start(&mut conn, &hub, session_id, msg.reply_to, msg.asked_by, model2, budget).await
         };
         ctx.spawn(start.into_actor(self).map(move |result, act, ctx| {
             let started = match result {
@@ -221,8 +232,8 @@ impl Handler<StartGeneration> for LiveSession {
                     return;
                 }
             };
+            let started = started.publish_to(|events| act.accept(events, ctx));
             let id = started.message.id;
-            act.accept(vec![started.event], ctx);
             let (cancel_tx, mut cancel_rx) = oneshot::channel();
             act.ensure_ticking(ctx);
             act.replies.insert(
@@ -311,24 +322,24 @@ impl Handler<StreamEnded> for LiveSession {
             None => Ending::Complete,
         };
         local.ending = Some(ending.clone());
-        let (pool, bus, text, usage, id) = (
+        let (pool, hub, text, usage, id) = (
             self.pool.clone(),
-            self.bus.clone(),
+            self.registry.hub(),
             reply.text.clone(),
             local.usage,
             msg.id,
         );
         let finish = async move {
             let mut conn = pool.get().await?;
-            generation::finish(&mut conn, &bus, id, &text, &ending, usage).await
+            generation::finish(&mut conn, &hub, id, &text, &ending, usage).await
         };
         ctx.spawn(finish.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(Some(event)) => {
-                act.accept(vec![event], ctx);
-                act.schedule_idle_stop(ctx);
-            }
-            Ok(None) => {
-                act.generation_completed(id);
+            Ok(committed) => {
+                if committed.events().is_empty() {
+                    // It had ended already (marked interrupted meanwhile).
+                    act.generation_completed(id);
+                }
+                committed.publish_to(|events| act.accept(events, ctx));
                 act.schedule_idle_stop(ctx);
             }
             Err(err) => tracing::error!(error = %err, message = %id, "could not commit the end of an AI reply"),
@@ -364,10 +375,13 @@ impl Handler<RemoteChunk> for LiveSession {
         } else {
             return; // already have it
         }
-        let chunk = json!({
-            "type": "ai_chunk", "topic": self.topic, "message_id": msg.message_id, "offset": msg.offset, "text": msg.text,
-        });
-        self.broadcast(&frame(chunk), None);
+        let chunk = ServerFrame::AiChunk {
+            topic: &self.topic,
+            message_id: msg.message_id,
+            offset: msg.offset,
+            text: &msg.text,
+        };
+        self.broadcast(&chunk.encode(), None);
     }
 }
 
@@ -426,20 +440,19 @@ impl Handler<ControlGeneration> for LiveSession {
                     if act.replies.get(&message_id).is_some_and(|g| g.local.is_some()) {
                         act.cancel_local(message_id);
                     } else {
-                        act.bus.ephemeral_now(Ephemeral::StopGeneration {
+                        let stop = SessionEphemeral::StopGeneration {
                             session: act.session_id,
                             message_id,
-                        });
+                        };
+                        act.bus.room_ephemeral(KIND, &stop, true);
                     }
                 }
                 Err(err) => {
-                    msg.reply
-                        .do_send(ToClient::Frame(error_frame(reference, Some(&act.topic), &err)));
+                    msg.reply.frame(error_frame(reference, Some(&act.topic), &err));
                     return;
                 }
             }
-            let ack = json!({ "type": "ack", "ref": reference, "topic": act.topic, "seq": null });
-            msg.reply.do_send(ToClient::Frame(frame(ack)));
+            msg.reply.frame(ack_frame(reference, &act.topic, None));
         }));
     }
 }

@@ -1,20 +1,21 @@
 //! Session REST endpoints: create, list, get, update settings, archive, participants,
 //! message history, and WebSocket connect tickets.
 
-use crate::app::AppState;
 use crate::auth::authorize::find_member;
 use crate::auth::{Auth, Permission, Principal, Role, UserAuth, authorize};
 use crate::db::schema::{chat_sessions, message_reactions, messages, session_participants, topics, users};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::events::{self, Event};
 use crate::sessions::access::{SessionAccess, SessionRow, Visibility, session_access};
+use crate::sessions::registry::LiveSessions;
 use crate::sessions::store::{self, MessageView};
+use crate::state::AppState;
 use crate::validate;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::scoped_futures::ScopedFutureExt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -115,39 +116,37 @@ pub async fn create_session(
         Permission::CreateSessions,
     )
     .await?;
-    let bus = state.bus.clone();
-    let (row, events) = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let row: SessionRow = diesel::insert_into(chat_sessions::table)
-                    .values((
-                        chat_sessions::id.eq(Uuid::new_v4()),
-                        chat_sessions::workspace_id.eq(workspace_id),
-                        chat_sessions::title.eq(&title),
-                        chat_sessions::visibility.eq(visibility.as_str()),
-                        chat_sessions::default_model.eq(&model),
-                        chat_sessions::ai_mode.eq(&ai_mode),
-                        chat_sessions::created_by.eq(user.id),
-                    ))
-                    .returning(SessionRow::as_returning())
-                    .get_result(conn)
-                    .await?;
-                let created = store::append(
-                    conn,
-                    row.id,
-                    "session.created",
-                    serde_json::json!({ "session": row }),
-                    Some(user.id),
-                )
+    let (row, events) = events::commit(&mut conn, &state.hub, |conn| {
+        async move {
+            let row: SessionRow = diesel::insert_into(chat_sessions::table)
+                .values((
+                    chat_sessions::id.eq(Uuid::new_v4()),
+                    chat_sessions::workspace_id.eq(workspace_id),
+                    chat_sessions::title.eq(&title),
+                    chat_sessions::visibility.eq(visibility.as_str()),
+                    chat_sessions::default_model.eq(&model),
+                    chat_sessions::ai_mode.eq(&ai_mode),
+                    chat_sessions::created_by.eq(user.id),
+                ))
+                .returning(SessionRow::as_returning())
+                .get_result(conn)
                 .await?;
-                let joined = store::add_participant(conn, row.id, user.id, None, user.id).await?;
-                bus.notify_events(conn, &events::session_topic(row.id), &[created.clone(), joined.clone()])
-                    .await?;
-                Ok((row, vec![created, joined]))
-            }
-            .scope_boxed()
-        })
-        .await?;
+            let created = store::append(
+                conn,
+                row.id,
+                "session.created",
+                serde_json::json!({ "session": row }),
+                Some(user.id),
+            )
+            .await?;
+            let joined = store::add_participant(conn, row.id, user.id, None, user.id).await?;
+            let events = vec![created, joined];
+            Ok(((row, events.clone()), events))
+        }
+        .scope_boxed()
+    })
+    .await?
+    .publish(&state.hub);
     let head = events.last().map(|e| e.seq).unwrap_or(0);
     let access = session_access(&mut conn, row.id, user.id).await?;
     Ok(HttpResponse::Created().json(session_view(row, head, Some(&access))))
@@ -193,7 +192,7 @@ pub async fn list_sessions(
     let rows: Vec<SessionRow> = q.load(&mut conn).await?;
     // Three queries however many sessions: heads, then the caller's membership and
     // participations.
-    let names: Vec<String> = rows.iter().map(|r| events::session_topic(r.id)).collect();
+    let names: Vec<String> = rows.iter().map(|r| store::topic(r.id)).collect();
     let heads: std::collections::HashMap<String, i64> = topics::table
         .filter(topics::topic.eq_any(&names))
         .select((topics::topic, topics::last_seq))
@@ -243,7 +242,7 @@ pub async fn get_session(
     let id = path.into_inner();
     let mut conn = state.pool.get().await?;
     let access = session_access(&mut conn, id, user_of(&principal)?).await?;
-    let head = events::last_seq(&mut conn, &events::session_topic(id)).await?;
+    let head = events::last_seq(&mut conn, &store::topic(id)).await?;
     Ok(HttpResponse::Ok().json(session_view(access.session.clone(), head, Some(&access))))
 }
 
@@ -276,22 +275,18 @@ where
 {
     let user = user_of(principal)?;
     let mut conn = state.pool.get().await?;
-    let bus = state.bus.clone();
-    let (access, event) = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let access = session_access(conn, id, user).await?;
-                access.require_manage()?;
-                let data = change(conn).await?;
-                let event = store::append(conn, id, kind, data, Some(user)).await?;
-                bus.notify_events(conn, &events::session_topic(id), std::slice::from_ref(&event))
-                    .await?;
-                Ok((access, event))
-            }
-            .scope_boxed()
-        })
-        .await?;
-    state.live.publish(id, vec![event.clone()]);
+    let (access, event) = events::commit(&mut conn, &state.hub, |conn| {
+        async move {
+            let access = session_access(conn, id, user).await?;
+            access.require_manage()?;
+            let data = change(conn).await?;
+            let event = store::append(conn, id, kind, data, Some(user)).await?;
+            Ok(((access, event.clone()), vec![event]))
+        }
+        .scope_boxed()
+    })
+    .await?
+    .publish(&state.hub);
     Ok((access, event))
 }
 
@@ -356,7 +351,7 @@ pub async fn update_session(
     })
     .await?;
     if visibility == Some(Visibility::Private) {
-        state.live.session_access_changed(id, None);
+        state.hub.get::<LiveSessions>().session_access_changed(id, None);
     }
     respond_session(&state, &principal, id, event.seq).await
 }
@@ -364,7 +359,7 @@ pub async fn update_session(
 async fn respond_session(state: &AppState, principal: &Principal, id: Uuid, head: i64) -> AppResult<HttpResponse> {
     let mut conn = state.pool.get().await?;
     let access = session_access(&mut conn, id, user_of(principal)?).await?;
-    let head = head.max(events::last_seq(&mut conn, &events::session_topic(id)).await?);
+    let head = head.max(events::last_seq(&mut conn, &store::topic(id)).await?);
     Ok(HttpResponse::Ok().json(session_view(access.session.clone(), head, Some(&access))))
 }
 
@@ -507,42 +502,38 @@ pub async fn add_participant(
     let user = user_of(&principal)?;
     let (target, role_override) = (body.user_id, body.role_override);
     let mut conn = state.pool.get().await?;
-    let bus = state.bus.clone();
-    let event = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let access = session_access(conn, id, user).await?;
-                access.require_manage()?;
-                if let Some(role) = role_override
-                    && !role.permissions().is_subset(access.permissions)
-                {
-                    return Err(AppError::forbidden(
-                        "you cannot give a role with more permissions than your own",
-                    ));
-                }
-                let Some(member) = find_member(conn, access.session.workspace_id, target).await? else {
-                    return Err(AppError::new(
-                        ErrorCode::MemberNotFound,
-                        "that user is not a member of the workspace",
-                    ));
-                };
-                // Nor change the standing of someone who can do more than you.
-                if role_override.is_some() && target != user && !member.effective().is_subset(access.permissions) {
-                    return Err(AppError::forbidden(
-                        "you cannot override the role of someone with more permissions than yours",
-                    ));
-                }
-
-                let event = store::add_participant(conn, id, target, role_override.map(|r| r.as_str()), user).await?;
-                bus.notify_events(conn, &events::session_topic(id), std::slice::from_ref(&event))
-                    .await?;
-                Ok(event)
+    events::commit(&mut conn, &state.hub, |conn| {
+        async move {
+            let access = session_access(conn, id, user).await?;
+            access.require_manage()?;
+            if let Some(role) = role_override
+                && !role.permissions().is_subset(access.permissions)
+            {
+                return Err(AppError::forbidden(
+                    "you cannot give a role with more permissions than your own",
+                ));
             }
-            .scope_boxed()
-        })
-        .await?;
-    state.live.publish(id, vec![event]);
-    state.live.session_access_changed(id, Some(target));
+            let Some(member) = find_member(conn, access.session.workspace_id, target).await? else {
+                return Err(AppError::new(
+                    ErrorCode::MemberNotFound,
+                    "that user is not a member of the workspace",
+                ));
+            };
+            // Nor change the standing of someone who can do more than you.
+            if role_override.is_some() && target != user && !member.effective().is_subset(access.permissions) {
+                return Err(AppError::forbidden(
+                    "you cannot override the role of someone with more permissions than yours",
+                ));
+            }
+
+            let event = store::add_participant(conn, id, target, role_override.map(|r| r.as_str()), user).await?;
+            Ok(((), vec![event]))
+        }
+        .scope_boxed()
+    })
+    .await?
+    .publish(&state.hub);
+    state.hub.get::<LiveSessions>().session_access_changed(id, Some(target));
     participants(&state, &principal, id).await
 }
 
@@ -559,40 +550,36 @@ pub async fn remove_participant(
     let (id, target) = path.into_inner();
     let user = user_of(&principal)?;
     let mut conn = state.pool.get().await?;
-    let bus = state.bus.clone();
-    let event = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let access = session_access(conn, id, user).await?;
-                if target != user {
-                    access.require_manage()?;
-                }
-                let removed = diesel::delete(session_participants::table.find((id, target)))
-                    .execute(conn)
-                    .await?;
-                if removed == 0 {
-                    return Err(AppError::new(
-                        ErrorCode::MemberNotFound,
-                        "that user is not a participant",
-                    ));
-                }
-                let event = store::append(
-                    conn,
-                    id,
-                    "participant.removed",
-                    serde_json::json!({ "user_id": target }),
-                    Some(user),
-                )
-                .await?;
-                bus.notify_events(conn, &events::session_topic(id), std::slice::from_ref(&event))
-                    .await?;
-                Ok(event)
+    events::commit(&mut conn, &state.hub, |conn| {
+        async move {
+            let access = session_access(conn, id, user).await?;
+            if target != user {
+                access.require_manage()?;
             }
-            .scope_boxed()
-        })
-        .await?;
-    state.live.publish(id, vec![event]);
-    state.live.session_access_changed(id, Some(target));
+            let removed = diesel::delete(session_participants::table.find((id, target)))
+                .execute(conn)
+                .await?;
+            if removed == 0 {
+                return Err(AppError::new(
+                    ErrorCode::MemberNotFound,
+                    "that user is not a participant",
+                ));
+            }
+            let event = store::append(
+                conn,
+                id,
+                "participant.removed",
+                serde_json::json!({ "user_id": target }),
+                Some(user),
+            )
+            .await?;
+            Ok(((), vec![event]))
+        }
+        .scope_boxed()
+    })
+    .await?
+    .publish(&state.hub);
+    state.hub.get::<LiveSessions>().session_access_changed(id, Some(target));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -651,7 +638,7 @@ pub async fn list_messages(
     access
         .require(Permission::ViewSessions)
         .or_else(|e| if access.participant { Ok(()) } else { Err(e) })?;
-    let head_seq = events::last_seq(&mut conn, &events::session_topic(id)).await?;
+    let head_seq = events::last_seq(&mut conn, &store::topic(id)).await?;
     let mut q = messages::table
         .filter(messages::session_id.eq(id))
         .select(MessageView::as_select())

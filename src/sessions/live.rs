@@ -6,130 +6,31 @@
 
 use crate::ai::Ai;
 use crate::cluster::Bus;
+use crate::cluster::hub::{Leave, Publish, RecheckAccess, Subscription, TopicAction};
 use crate::db::DbPool;
 use crate::error::{AppError, ErrorCode};
+use crate::events::ordered::{self, OrderedActor, OrderedTopic};
+use crate::events::writer::WritesDone;
 use crate::events::{self, Event, SharedEvent};
 use crate::sessions::access::session_access;
-use crate::sessions::ai::Reply;
+use crate::sessions::ai::{ControlGeneration, Reply};
 use crate::sessions::presence::{PresenceEntry, TypingEntry};
+use crate::sessions::protocol::SessionAction;
 use crate::sessions::registry::LiveSessions;
 use crate::sessions::store::Action;
-use crate::sessions::writer::{WriteJob, writer_loop};
+use crate::sessions::writer::{SessionWriter, WriteJob};
+use crate::transport::frames::{GenerationView, LiveState};
+use crate::transport::{ClientHandle, ConnId, ServerFrame, ToClient, error_frame};
 use actix::prelude::*;
 use bytestring::ByteString;
-use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub use crate::cluster::bus::PresenceState;
-pub use crate::sessions::presence::{CatchUp, NodeDown, RemotePresence, RemoteTyping};
-
-/// What a session actor sends to a connection.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub enum ToClient {
-    /// A frame to write as-is (serialized once, shared between recipients).
-    Frame(ByteString),
-    /// The subscription ended on the server's side (access revoked, session gone).
-    Dropped { topic: String },
-    /// The client fell too far behind: close it with `slow_consumer`.
-    Slow,
-    /// A binary frame (the y-websocket protocol).
-    Binary(bytes::Bytes),
-    /// Close the connection with this code (e.g. access revoked).
-    Close { code: u16, reason: String },
-}
-
-/// A connection's outbound queue as its senders see it: bytes handed over and not yet
-/// taken by the socket writer. Senders reserve before they enqueue, so a connection whose
-/// reader stopped (and whose actor is therefore no longer polled) cannot make its mailbox
-/// grow past the limit.
-pub struct Outbound {
-    queued: AtomicUsize,
-    limit: usize,
-    slow: AtomicBool,
-}
-
-impl Outbound {
-    pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Self {
-            queued: AtomicUsize::new(0),
-            limit,
-            slow: AtomicBool::new(false),
-        })
-    }
-
-    /// Reserves room for `bytes`; `Err(true)` the first time the limit is crossed (the
-    /// connection must be told), `Err(false)` after that.
-    pub fn reserve(&self, bytes: usize) -> Result<(), bool> {
-        if self.slow.load(Ordering::Relaxed) {
-            return Err(false);
-        }
-        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > self.limit {
-            return Err(!self.slow.swap(true, Ordering::Relaxed));
-        }
-        Ok(())
-    }
-
-    /// The socket writer took `bytes`.
-    pub fn release(&self, bytes: usize) {
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(bytes)));
-    }
-}
-
-/// Size of a server-to-client frame on the wire (unmasked header + payload).
-pub fn wire_size(payload: usize) -> usize {
-    payload
-        + match payload {
-            0..=125 => 2,
-            126..=65535 => 4,
-            _ => 10,
-        }
-}
-
-/// How session actors and writers reach a connection.
-#[derive(Clone)]
-pub struct ClientHandle {
-    pub recipient: Recipient<ToClient>,
-    pub outbound: Arc<Outbound>,
-}
-
-impl ClientHandle {
-    /// Enqueues a message; a frame that would overflow the connection's outbound limit
-    /// is replaced by `Slow` (once) and the connection closes with `slow_consumer`.
-    pub fn do_send(&self, msg: ToClient) {
-        match msg {
-            ToClient::Frame(frame) => match self.outbound.reserve(wire_size(frame.len())) {
-                Ok(()) => self.recipient.do_send(ToClient::Frame(frame)),
-                Err(true) => self.recipient.do_send(ToClient::Slow),
-                Err(false) => {}
-            },
-            ToClient::Binary(bytes) => match self.outbound.reserve(wire_size(bytes.len())) {
-                Ok(()) => self.recipient.do_send(ToClient::Binary(bytes)),
-                Err(true) => self.recipient.do_send(ToClient::Slow),
-                Err(false) => {}
-            },
-            other => self.recipient.do_send(other),
-        }
-    }
-}
-
-/// Encodes a server frame.
-pub fn frame(value: serde_json::Value) -> ByteString {
-    value.to_string().into()
-}
-
-/// An error frame.
-pub fn error_frame(reference: Option<&str>, topic: Option<&str>, err: &AppError) -> ByteString {
-    let body = err.body();
-    frame(json!({ "type": "error", "ref": reference, "topic": topic, "code": body.code, "message": body.message }))
-}
+pub use crate::sessions::presence::{RemotePresence, RemoteTyping};
+pub use crate::sessions::protocol::PresenceState;
 
 /// Tunables of live sessions.
 #[derive(Debug, Clone)]
@@ -159,63 +60,6 @@ impl Default for LiveConfig {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Subscribe {
-    pub conn_id: Uuid,
-    pub user_id: Uuid,
-    pub display_name: String,
-    pub reference: Option<String>,
-    /// Replay events after this seq; `None` = live events only.
-    pub after_seq: Option<i64>,
-    pub recipient: ClientHandle,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unsubscribe {
-    pub conn_id: Uuid,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Write {
-    pub conn_id: Uuid,
-    pub user_id: Uuid,
-    pub reference: Option<String>,
-    pub action: Action,
-    pub reply: ClientHandle,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Typing {
-    pub conn_id: Uuid,
-    pub typing: bool,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetStatus {
-    pub conn_id: Uuid,
-    pub status: String,
-}
-
-/// Committed events of this session, from any source (own writer, REST, other nodes).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Publish(pub Vec<Event>);
-
-/// Re-check the access of this user's subscribers (or everyone's when `None`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RecheckAccess(pub Option<Uuid>);
-
-/// The writer finished `n` jobs.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WritesDone(pub usize);
-
 enum SubState {
     /// Authorizing and replaying; live events wait here.
     CatchingUp(Vec<Arc<SharedEvent>>),
@@ -235,14 +79,11 @@ pub struct LiveSession {
     pub(super) topic: String,
     pub(super) pool: DbPool,
     pub(super) bus: Arc<Bus>,
-    registry: Arc<LiveSessions>,
+    pub(super) registry: Arc<LiveSessions>,
     pub(super) config: LiveConfig,
-    /// Highest seq fanned out; every event up to it has been delivered in order.
-    pub(super) last_seq: i64,
-    /// Events that arrived ahead of a gap.
-    pending: BTreeMap<i64, Arc<SharedEvent>>,
-    gap_fill_scheduled: bool,
-    subscribers: HashMap<Uuid, Subscriber>,
+    /// Committed events in seq order: everything up to its last seq was fanned out.
+    ordered: OrderedTopic<Event>,
+    subscribers: HashMap<ConnId, Subscriber>,
     /// Users connected through this node.
     pub(super) presence: HashMap<Uuid, PresenceEntry>,
     /// Users connected through other nodes, per node.
@@ -266,15 +107,13 @@ impl LiveSession {
     pub fn new(session_id: Uuid, pool: DbPool, registry: Arc<LiveSessions>, config: LiveConfig) -> Self {
         Self {
             session_id,
-            topic: events::session_topic(session_id),
+            topic: crate::sessions::registry::topic(session_id).to_string(),
             pool,
             bus: registry.bus().clone(),
             ai: registry.ai().clone(),
             registry,
+            ordered: OrderedTopic::new(config.gap_timeout),
             config,
-            last_seq: 0,
-            pending: BTreeMap::new(),
-            gap_fill_scheduled: false,
             subscribers: HashMap::new(),
             presence: HashMap::new(),
             remote: HashMap::new(),
@@ -315,29 +154,12 @@ impl LiveSession {
     /// Accepts committed events in any order and from any source; fans out in seq order
     /// without gaps or duplicates.
     pub(super) fn accept(&mut self, events: Vec<Event>, ctx: &mut Context<Self>) {
-        for event in events {
-            if event.seq > self.last_seq {
-                self.observe(&event);
-                self.pending
-                    .entry(event.seq)
-                    .or_insert_with(|| SharedEvent::new(&event));
-            }
-        }
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() != self.last_seq + 1 {
-                break;
-            }
-            let event = entry.remove();
-            self.last_seq = event.seq;
-            self.fan_out(&event);
-        }
-        if !self.pending.is_empty() && !self.gap_fill_scheduled {
-            self.gap_fill_scheduled = true;
-            ctx.run_later(self.config.gap_timeout, |act, ctx| {
-                act.gap_fill_scheduled = false;
-                act.fill_gap(ctx);
-            });
-        }
+        ordered::accept(self, events.into_iter().map(|e| (e.seq, e)), ctx);
+    }
+
+    /// Highest seq fanned out.
+    pub(super) fn last_seq(&self) -> i64 {
+        self.ordered.last_seq()
     }
 
     /// Starts the tick (typing expiry, reply chunks) if it is not running; it stops by
@@ -384,26 +206,7 @@ impl LiveSession {
         }
     }
 
-    /// Reads the missing events from the log.
-    fn fill_gap(&mut self, ctx: &mut Context<Self>) {
-        let Some(&upto) = self.pending.keys().next() else {
-            return;
-        };
-        let (pool, topic, after) = (self.pool.clone(), self.topic.clone(), self.last_seq);
-        let fut = async move {
-            let mut conn = pool.get().await?;
-            events::after(&mut conn, &topic, after, upto - after).await
-        };
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(events) => act.accept(events, ctx),
-            Err(err) => {
-                tracing::warn!(error = %err, topic = %act.topic, "gap fill failed; retrying");
-                act.accept(Vec::new(), ctx);
-            }
-        }));
-    }
-
-    fn remove_subscriber(&mut self, conn_id: Uuid, ctx: &mut Context<Self>) {
+    fn remove_subscriber(&mut self, conn_id: ConnId, ctx: &mut Context<Self>) {
         let Some(sub) = self.subscribers.remove(&conn_id) else {
             return;
         };
@@ -425,7 +228,7 @@ impl LiveSession {
         }
     }
 
-    fn live_user(&self, conn_id: Uuid) -> Option<Uuid> {
+    fn live_user(&self, conn_id: ConnId) -> Option<Uuid> {
         self.subscribers
             .get(&conn_id)
             .filter(|s| matches!(s.state, SubState::Live { .. }))
@@ -436,42 +239,66 @@ impl LiveSession {
     /// events buffered meanwhile, `caught_up`; then the subscriber is live.
     fn complete_subscribe(
         &mut self,
-        msg: &Subscribe,
+        msg: &Subscription,
         head: i64,
         replay: Vec<Event>,
         checkpoints: Vec<(Uuid, String, String)>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(sub) = self.subscribers.get_mut(&msg.conn_id) else {
+        let Some(sub) = self.subscribers.get_mut(&msg.conn) else {
             return;
         };
         let SubState::CatchingUp(buffered) = std::mem::replace(&mut sub.state, SubState::Live { last_sent: 0 }) else {
             return;
         };
         let typing: Vec<Uuid> = self.typing.keys().copied().collect();
-        let mut presence = self.snapshot();
+        let me = PresenceState {
+            display_name: msg.display_name.clone(),
+            status: "online".to_owned(),
+        };
+        let merged: Vec<(Uuid, PresenceState)> = self.snapshot();
+        let mut presence: Vec<_> = merged
+            .iter()
+            .map(|(id, state)| Self::presence_view(*id, state))
+            .collect();
         if self.merged(msg.user_id).is_none() {
-            let me = PresenceState {
-                display_name: msg.display_name.clone(),
-                status: "online".to_owned(),
-            };
-            presence.push(Self::presence_json(msg.user_id, &me));
+            presence.push(Self::presence_view(msg.user_id, &me));
         }
-        msg.recipient.do_send(ToClient::Frame(frame(json!({
-            "type": "subscribed", "ref": msg.reference, "topic": self.topic, "head_seq": head,
-            "presence": presence, "typing": typing, "generations": self.generations_snapshot(checkpoints),
-        }))));
+        let generations = self.generations_snapshot(&checkpoints);
+        let subscribed = ServerFrame::Subscribed {
+            reference: msg.reference.as_deref(),
+            topic: &self.topic,
+            head_seq: head,
+            live: Some(LiveState {
+                presence,
+                typing,
+                generations: generations
+                    .iter()
+                    .map(|(id, model, text)| GenerationView {
+                        message_id: *id,
+                        model,
+                        offset: 0,
+                        text,
+                    })
+                    .collect(),
+            }),
+        };
+        msg.client.frame(subscribed.encode());
         let mut last_sent = msg.after_seq.unwrap_or(head);
         for event in replay.iter().map(SharedEvent::new).chain(buffered) {
             if event.seq > last_sent {
                 last_sent = event.seq;
-                msg.recipient.do_send(ToClient::Frame(event.frame.clone()));
+                msg.client.do_send(ToClient::Frame(event.frame.clone()));
             }
         }
-        msg.recipient.do_send(ToClient::Frame(frame(
-            json!({ "type": "caught_up", "topic": self.topic, "seq": last_sent }),
-        )));
-        if let Some(sub) = self.subscribers.get_mut(&msg.conn_id) {
+        msg.client.frame(
+            ServerFrame::CaughtUp {
+                topic: &self.topic,
+                seq: last_sent,
+            }
+            .encode(),
+        );
+        if let Some(sub) = self.subscribers.get_mut(&msg.conn) {
             sub.state = SubState::Live { last_sent };
         }
         self.local_join(msg.user_id, &msg.display_name, ctx);
@@ -480,18 +307,18 @@ impl LiveSession {
     }
 
     fn start_writer(&mut self, ctx: &mut Context<Self>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.writer = Some(tx);
-        let max_batch = self.config.max_batch;
-        let job = writer_loop(
-            self.pool.clone(),
-            self.bus.clone(),
-            self.session_id,
-            max_batch,
-            rx,
-            ctx.address(),
-        );
-        actix::spawn(job);
+        let writer = SessionWriter {
+            session_id: self.session_id,
+            topic: self.topic.clone(),
+            session: ctx.address(),
+        };
+        let hub = self.registry.hub();
+        self.writer = Some(events::writer::spawn(
+            hub,
+            writer,
+            self.config.max_batch,
+            ctx.address().recipient(),
+        ));
     }
 }
 
@@ -505,23 +332,27 @@ impl Actor for LiveSession {
         let remote = self.load_remote_presence();
         let session_id = self.session_id;
         let load = async move {
-            let mut conn = pool.get().await?;
-            let seq = events::last_seq(&mut conn, &topic).await?;
-            let settings: (String, Option<String>) = {
-                use crate::db::schema::chat_sessions;
-                use diesel::prelude::*;
-                use diesel_async::RunQueryDsl;
-                chat_sessions::table
-                    .find(session_id)
-                    .select((chat_sessions::ai_mode, chat_sessions::default_model))
-                    .first(&mut conn)
-                    .await?
+            // One pooled connection at a time: never hold one while waiting for another.
+            let (seq, settings) = {
+                let mut conn = pool.get().await?;
+                let seq = events::last_seq(&mut conn, &topic).await?;
+                let settings: (String, Option<String>) = {
+                    use crate::db::schema::chat_sessions;
+                    use diesel::prelude::*;
+                    use diesel_async::RunQueryDsl;
+                    chat_sessions::table
+                        .find(session_id)
+                        .select((chat_sessions::ai_mode, chat_sessions::default_model))
+                        .first(&mut conn)
+                        .await?
+                };
+                (seq, settings)
             };
             Ok::<_, AppError>((seq, settings, remote.await?))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
             Ok((seq, (ai_mode, default_model), remote)) => {
-                act.last_seq = seq;
+                act.ordered.reset_to(seq);
                 act.ai_mode = ai_mode;
                 act.default_model = default_model;
                 act.replace_remote(remote);
@@ -545,17 +376,17 @@ impl Actor for LiveSession {
     }
 }
 
-impl Handler<Subscribe> for LiveSession {
+impl Handler<Subscription> for LiveSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Subscription, ctx: &mut Self::Context) {
         // A re-subscribe of the same connection replaces the old subscription.
-        self.remove_subscriber(msg.conn_id, ctx);
+        self.remove_subscriber(msg.conn, ctx);
         self.subscribers.insert(
-            msg.conn_id,
+            msg.conn,
             Subscriber {
                 user_id: msg.user_id,
-                recipient: msg.recipient.clone(),
+                recipient: msg.client.clone(),
                 state: SubState::CatchingUp(Vec::new()),
             },
         );
@@ -580,10 +411,10 @@ impl Handler<Subscribe> for LiveSession {
         ctx.spawn(load.into_actor(self).map(move |result, act, ctx| match result {
             Ok((head, replay, checkpoints)) => act.complete_subscribe(&msg, head, replay, checkpoints, ctx),
             Err(err) => {
-                if act.subscribers.remove(&msg.conn_id).is_some() {
-                    let frame = error_frame(msg.reference.as_deref(), Some(&act.topic), &err);
-                    msg.recipient.do_send(ToClient::Frame(frame));
-                    msg.recipient.do_send(ToClient::Dropped {
+                if act.subscribers.remove(&msg.conn).is_some() {
+                    msg.client
+                        .frame(error_frame(msg.reference.as_deref(), Some(&act.topic), &err));
+                    msg.client.do_send(ToClient::Dropped {
                         topic: act.topic.clone(),
                     });
                 }
@@ -593,38 +424,68 @@ impl Handler<Subscribe> for LiveSession {
     }
 }
 
-impl Handler<Unsubscribe> for LiveSession {
+impl Handler<Leave> for LiveSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) {
-        self.remove_subscriber(msg.conn_id, ctx);
+    fn handle(&mut self, msg: Leave, ctx: &mut Self::Context) {
+        self.remove_subscriber(msg.conn, ctx);
     }
 }
 
-impl Handler<Write> for LiveSession {
+impl Handler<TopicAction> for LiveSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Write, _ctx: &mut Self::Context) {
-        if self.live_user(msg.conn_id) != Some(msg.user_id) {
+    fn handle(&mut self, msg: TopicAction, ctx: &mut Self::Context) {
+        let Ok(action) = msg.action.downcast::<SessionAction>() else {
+            return;
+        };
+        let reference = msg.reference;
+        match *action {
+            SessionAction::Write(action) => self.write(msg.conn, msg.user_id, reference, action, msg.reply),
+            SessionAction::Typing(typing) => {
+                if let Some(user_id) = self.live_user(msg.conn) {
+                    self.local_typing(user_id, typing);
+                    self.ensure_ticking(ctx);
+                }
+            }
+            SessionAction::Status(status) => {
+                if let Some(user_id) = self.live_user(msg.conn) {
+                    self.set_status(user_id, status, ctx);
+                }
+            }
+            SessionAction::Generation { message_id, regenerate } => {
+                let control = ControlGeneration {
+                    user_id: msg.user_id,
+                    message_id,
+                    regenerate,
+                    reference,
+                    reply: msg.reply,
+                };
+                <Self as Handler<ControlGeneration>>::handle(self, control, ctx);
+            }
+        }
+    }
+}
+
+impl LiveSession {
+    /// Queues a write for the group-commit writer (acked once committed).
+    fn write(&mut self, conn: ConnId, user_id: Uuid, reference: Option<String>, action: Action, reply: ClientHandle) {
+        if self.live_user(conn) != Some(user_id) {
             let err = AppError::new(
                 ErrorCode::NotSubscribed,
                 "subscribe to the session before writing to it",
             );
-            msg.reply.do_send(ToClient::Frame(error_frame(
-                msg.reference.as_deref(),
-                Some(&self.topic),
-                &err,
-            )));
+            reply.frame(error_frame(reference.as_deref(), Some(&self.topic), &err));
             return;
         }
-        if matches!(msg.action, Action::Send { .. }) {
-            self.local_typing(msg.user_id, false);
+        if matches!(action, Action::Send { .. }) {
+            self.local_typing(user_id, false);
         }
         let job = WriteJob {
-            user_id: msg.user_id,
-            reference: msg.reference,
-            action: msg.action,
-            reply: msg.reply,
+            user_id,
+            reference,
+            action,
+            reply,
         };
         if let Some(writer) = &self.writer
             && writer.send(job).is_ok()
@@ -651,32 +512,11 @@ impl Handler<Publish> for LiveSession {
     }
 }
 
-impl Handler<Typing> for LiveSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: Typing, ctx: &mut Self::Context) {
-        if let Some(user_id) = self.live_user(msg.conn_id) {
-            self.local_typing(user_id, msg.typing);
-            self.ensure_ticking(ctx);
-        }
-    }
-}
-
-impl Handler<SetStatus> for LiveSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetStatus, ctx: &mut Self::Context) {
-        if let Some(user_id) = self.live_user(msg.conn_id) {
-            self.set_status(user_id, msg.status, ctx);
-        }
-    }
-}
-
 impl Handler<RecheckAccess> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: RecheckAccess, ctx: &mut Self::Context) {
-        let targets: Vec<(Uuid, Uuid)> = self
+        let targets: Vec<(ConnId, Uuid)> = self
             .subscribers
             .iter()
             .filter(|(_, s)| msg.0.is_none_or(|u| u == s.user_id))
@@ -708,13 +548,44 @@ impl Handler<RecheckAccess> for LiveSession {
             for conn_id in revoked {
                 if let Some(sub) = act.subscribers.get(&conn_id) {
                     let err = AppError::new(ErrorCode::AccessRevoked, "your access to this session was revoked");
-                    sub.recipient
-                        .do_send(ToClient::Frame(error_frame(None, Some(&act.topic), &err)));
+                    sub.recipient.frame(error_frame(None, Some(&act.topic), &err));
                     sub.recipient.do_send(ToClient::Dropped {
                         topic: act.topic.clone(),
                     });
                 }
                 act.remove_subscriber(conn_id, ctx);
+            }
+        }));
+    }
+}
+
+impl OrderedActor for LiveSession {
+    type Item = Event;
+
+    fn ordered(&mut self) -> &mut OrderedTopic<Event> {
+        &mut self.ordered
+    }
+
+    fn apply(&mut self, event: Event, _ctx: &mut Context<Self>) {
+        self.observe(&event);
+        self.fan_out(&SharedEvent::new(&event));
+    }
+
+    /// Reads the missing events from the log.
+    fn fill_gap(&mut self, ctx: &mut Context<Self>) {
+        let Some(upto) = self.ordered.first_pending() else {
+            return;
+        };
+        let (pool, topic, after) = (self.pool.clone(), self.topic.clone(), self.ordered.last_seq());
+        let fut = async move {
+            let mut conn = pool.get().await?;
+            events::after(&mut conn, &topic, after, upto - after).await
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(events) => act.accept(events, ctx),
+            Err(err) => {
+                tracing::warn!(error = %err, topic = %act.topic, "gap fill failed; retrying");
+                act.accept(Vec::new(), ctx);
             }
         }));
     }

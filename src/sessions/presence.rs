@@ -2,17 +2,21 @@
 //! nodes they use (snapshot on subscribe, diffs after), recorded in Postgres against this
 //! node's lease and announced on the bus; typing indicators that expire by themselves.
 
-use crate::cluster::bus::{Ephemeral, PresenceState};
+use crate::cluster::hub::{CatchUp, NodeDown};
 use crate::db::schema::{nodes, presence};
 use crate::error::AppError;
 use crate::events;
-use crate::sessions::live::{LiveSession, frame};
+use crate::sessions::live::LiveSession;
+use crate::sessions::protocol::PresenceState;
+use crate::sessions::protocol::SessionEphemeral;
+use crate::sessions::registry::KIND;
+use crate::transport::frames::PresenceView;
+use crate::transport::{NodeId, ServerFrame};
 use actix::prelude::*;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types;
 use diesel_async::RunQueryDsl;
-use serde_json::json;
 use std::collections::HashMap;
 use std::time::Instant;
 use uuid::Uuid;
@@ -35,7 +39,7 @@ pub struct TypingEntry {
 #[rtype(result = "()")]
 pub struct RemotePresence {
     pub user: Uuid,
-    pub node: Uuid,
+    pub node: NodeId,
     pub state: Option<PresenceState>,
 }
 
@@ -47,21 +51,15 @@ pub struct RemoteTyping {
     pub typing: bool,
 }
 
-/// A node is gone: drop the presences it held.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct NodeDown(pub Uuid);
-
-/// The bus may have missed things: read the log after the last seq, reload presence.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CatchUp;
-
 type RemoteRows = Vec<(Uuid, Uuid, PresenceState)>;
 
 impl LiveSession {
-    pub(super) fn presence_json(user_id: Uuid, state: &PresenceState) -> serde_json::Value {
-        json!({ "user_id": user_id, "display_name": state.display_name, "status": state.status })
+    pub(super) fn presence_view(user_id: Uuid, state: &PresenceState) -> PresenceView<'_> {
+        PresenceView {
+            user_id,
+            display_name: &state.display_name,
+            status: &state.status,
+        }
     }
 
     /// What everyone sees of a user: their state through this node, else through another.
@@ -73,13 +71,13 @@ impl LiveSession {
         })
     }
 
-    pub(super) fn snapshot(&self) -> Vec<serde_json::Value> {
+    pub(super) fn snapshot(&self) -> Vec<(Uuid, PresenceState)> {
         let mut users: Vec<Uuid> = self.presence.keys().chain(self.remote.keys()).copied().collect();
         users.sort();
         users.dedup();
         users
             .into_iter()
-            .filter_map(|u| self.merged(u).map(|s| Self::presence_json(u, &s)))
+            .filter_map(|u| self.merged(u).map(|s| (u, s)))
             .collect()
     }
 
@@ -91,11 +89,15 @@ impl LiveSession {
             return;
         }
         let (joins, leaves) = match &after {
-            Some(state) => (vec![Self::presence_json(user_id, state)], Vec::new()),
+            Some(state) => (vec![Self::presence_view(user_id, state)], Vec::new()),
             None => (Vec::new(), vec![user_id]),
         };
-        let frame = frame(json!({ "type": "presence", "topic": self.topic, "joins": joins, "leaves": leaves }));
-        self.broadcast(&frame, except);
+        let frame = ServerFrame::Presence {
+            topic: &self.topic,
+            joins,
+            leaves,
+        };
+        self.broadcast(&frame.encode(), except);
     }
 
     /// A tab of a user joined through this node.
@@ -152,7 +154,8 @@ impl LiveSession {
     /// Records this node's presence of a user (or its end) in Postgres — only while this
     /// node's lease is valid, checked in the same statement — and tells the other nodes.
     fn announce_presence(&self, user_id: Uuid, state: Option<PresenceState>, ctx: &mut Context<Self>) {
-        let (pool, session_id, node_id) = (self.pool.clone(), self.session_id, self.bus.node_id());
+        let (pool, session_id, node) = (self.pool.clone(), self.session_id, self.bus.node_id());
+        let node_id = node.0;
         let row = state.clone();
         let write = async move {
             let mut conn = pool.get().await?;
@@ -196,17 +199,18 @@ impl LiveSession {
                 tracing::warn!(error = %err, "recording presence failed");
             }
         }));
-        self.bus.ephemeral(Ephemeral::Presence {
+        let presence = SessionEphemeral::Presence {
             session: self.session_id,
             user: user_id,
-            node: node_id,
+            node,
             state,
-        });
+        };
+        self.bus.room_ephemeral(KIND, &presence, false);
     }
 
     /// The presences other nodes (with live leases) hold in this session.
     pub(super) fn load_remote_presence(&self) -> impl Future<Output = Result<RemoteRows, AppError>> + use<> {
-        let (pool, session_id, node_id) = (self.pool.clone(), self.session_id, self.bus.node_id());
+        let (pool, session_id, node_id) = (self.pool.clone(), self.session_id, self.bus.node_id().0);
         async move {
             let mut conn = pool.get().await?;
             let rows: Vec<(Uuid, Uuid, String, String)> = presence::table
@@ -256,14 +260,19 @@ impl LiveSession {
 
     /// Tells local subscribers (and, for a typist on this node, the other nodes).
     pub(super) fn typing_frame(&self, user_id: Uuid, typing: bool, local: bool) {
-        let frame = frame(json!({ "type": "typing", "topic": self.topic, "user_id": user_id, "typing": typing }));
-        self.broadcast(&frame, Some(user_id));
+        let frame = ServerFrame::Typing {
+            topic: &self.topic,
+            user_id,
+            typing,
+        };
+        self.broadcast(&frame.encode(), Some(user_id));
         if local {
-            self.bus.ephemeral(Ephemeral::Typing {
+            let typing = SessionEphemeral::Typing {
                 session: self.session_id,
                 user: user_id,
                 typing,
-            });
+            };
+            self.bus.room_ephemeral(KIND, &typing, false);
         }
     }
 
@@ -315,14 +324,15 @@ impl Handler<RemotePresence> for LiveSession {
         if msg.node == self.bus.node_id() {
             return;
         }
+        let node = msg.node.0;
         let before = self.merged(msg.user);
         match msg.state {
             Some(state) => {
-                self.remote.entry(msg.user).or_default().insert(msg.node, state);
+                self.remote.entry(msg.user).or_default().insert(node, state);
             }
             None => {
                 if let Some(nodes) = self.remote.get_mut(&msg.user) {
-                    nodes.remove(&msg.node);
+                    nodes.remove(&node);
                     if nodes.is_empty() {
                         self.remote.remove(&msg.user);
                     }
@@ -340,13 +350,13 @@ impl Handler<NodeDown> for LiveSession {
         let users: Vec<Uuid> = self
             .remote
             .iter()
-            .filter(|(_, nodes)| nodes.contains_key(&msg.0))
+            .filter(|(_, nodes)| nodes.contains_key(&msg.0.0))
             .map(|(u, _)| *u)
             .collect();
         for user in users {
             let before = self.merged(user);
             if let Some(nodes) = self.remote.get_mut(&user) {
-                nodes.remove(&msg.0);
+                nodes.remove(&msg.0.0);
                 if nodes.is_empty() {
                     self.remote.remove(&user);
                 }
@@ -389,11 +399,14 @@ impl Handler<CatchUp> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, _msg: CatchUp, ctx: &mut Self::Context) {
-        let (pool, topic, after) = (self.pool.clone(), self.topic.clone(), self.last_seq);
+        let (pool, topic, after) = (self.pool.clone(), self.topic.clone(), self.last_seq());
         let remote = self.load_remote_presence();
         let fetch = async move {
-            let mut conn = pool.get().await?;
-            let missed = events::all_after(&mut conn, &topic, after).await?;
+            // One pooled connection at a time: never hold one while waiting for another.
+            let missed = {
+                let mut conn = pool.get().await?;
+                events::all_after(&mut conn, &topic, after).await?
+            };
             Ok::<_, AppError>((missed, remote.await?))
         };
         ctx.spawn(fetch.into_actor(self).map(|result, act, ctx| match result {

@@ -1,38 +1,65 @@
-//! The node's directory of running `LiveSession` actors: get-or-spawn by session id,
-//! routing of committed events and ephemeral traffic (local and from the bus) to them,
-//! access re-checks after membership changes.
+//! The session room: the node's running `LiveSession` actors (one per chat session with
+//! subscribers), registered in the hub for the `session` topic kind. It routes committed
+//! events, the session's client frames and its ephemeral traffic to them, and cleans up
+//! after dead nodes (their streaming replies end `interrupted`).
 
 use crate::ai::Ai;
-use crate::cluster::Bus;
-use crate::cluster::bus::{Ephemeral, PresenceState};
+use crate::cluster::hub::{Link, RecheckAccess, Subscription, TopicActors};
+use crate::cluster::{Bus, Hub, Room};
 use crate::db::DbPool;
+use crate::db::schema::chat_sessions;
 use crate::directory::Directory;
-use crate::events::Event;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::feature::RoomContext;
 use crate::sessions::ai::{CancelGeneration, RemoteChunk};
-use crate::sessions::live::{
-    CatchUp, LiveConfig, LiveSession, NodeDown, Publish, RecheckAccess, RemotePresence, RemoteTyping,
-};
+use crate::sessions::live::{LiveConfig, LiveSession, RemotePresence, RemoteTyping};
+use crate::sessions::protocol::PresenceState;
+use crate::sessions::protocol::{ACTIONS, SessionAction, SessionEphemeral};
+use crate::transport::{NodeId, Topic};
 use actix::{Actor, Addr};
-use std::sync::Arc;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use futures_util::future::BoxFuture;
+use std::any::Any;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 use uuid::Uuid;
+
+/// The topic kind of chat sessions.
+pub const KIND: &str = "session";
+
+/// A session's topic.
+pub fn topic(session_id: Uuid) -> Topic {
+    Topic::new(KIND, session_id)
+}
 
 pub struct LiveSessions {
     pool: DbPool,
     bus: Arc<Bus>,
+    hub: Weak<Hub>,
     ai: Arc<Ai>,
     config: LiveConfig,
     actors: Directory<LiveSession>,
 }
 
 impl LiveSessions {
-    pub fn new(pool: DbPool, bus: Arc<Bus>, ai: Arc<Ai>, config: LiveConfig) -> Arc<Self> {
-        Arc::new(Self {
-            pool,
-            bus,
-            ai,
-            config,
+    /// The room, built by the hub (`sessions::FEATURE`).
+    pub fn build(ctx: &RoomContext) -> anyhow::Result<Arc<dyn Room>> {
+        let config = ctx.config;
+        Ok(Arc::new(Self {
+            pool: ctx.pool.clone(),
+            bus: ctx.bus.clone(),
+            hub: ctx.hub.clone(),
+            ai: Arc::new(crate::ai::build(config)),
+            config: LiveConfig {
+                idle_timeout: Duration::from_millis(config.session_idle_ms),
+                typing_ttl: Duration::from_millis(config.typing_ttl_ms),
+                typing_throttle: Duration::from_millis(config.typing_ttl_ms * 2 / 5),
+                max_batch: config.group_commit_max,
+                ..LiveConfig::default()
+            },
             actors: Directory::default(),
-        })
+        }))
     }
 
     pub fn bus(&self) -> &Arc<Bus> {
@@ -43,21 +70,9 @@ impl LiveSessions {
         &self.ai
     }
 
-    /// A chunk of a reply generated on another node.
-    pub fn remote_chunk(&self, session_id: Uuid, message_id: Uuid, offset: usize, text: String, model: String) {
-        self.with(session_id, |a| {
-            a.do_send(RemoteChunk {
-                message_id,
-                offset,
-                text,
-                model,
-            })
-        });
-    }
-
-    /// Someone on another node asked to stop a reply; stop it if it runs here.
-    pub fn cancel_generation(&self, session_id: Uuid, message_id: Uuid) {
-        self.with(session_id, |a| a.do_send(CancelGeneration(message_id)));
+    /// The hub this room is registered in (alive as long as the server).
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.upgrade().expect("the hub outlives its rooms")
     }
 
     /// The session's actor on this node, started if there is none (or it has stopped).
@@ -78,55 +93,121 @@ impl LiveSessions {
         }
     }
 
-    pub fn is_running(&self, session_id: Uuid) -> bool {
-        self.actors.contains(session_id)
+    /// A session's visibility or participants changed: its subscribers re-check, everywhere.
+    pub fn session_access_changed(&self, session_id: Uuid, user_id: Option<Uuid>) {
+        self.with(session_id, |a| a.do_send(RecheckAccess(user_id)));
+        self.bus.room_ephemeral(
+            KIND,
+            &SessionEphemeral::SessionAccess {
+                session: session_id,
+                user: user_id,
+            },
+            false,
+        );
     }
 
-    /// Hands committed events to the session's actor, if it runs here.
-    pub fn publish(&self, session_id: Uuid, events: Vec<Event>) {
-        if !events.is_empty() {
-            self.with(session_id, |a| a.do_send(Publish(events)));
+    fn remote_presence(&self, session_id: Uuid, user: Uuid, node: NodeId, state: Option<PresenceState>) {
+        self.with(session_id, |a| a.do_send(RemotePresence { user, node, state }));
+    }
+}
+
+impl Room for LiveSessions {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn actors(&self) -> &dyn TopicActors {
+        &self.actors
+    }
+
+    fn subscribe(self: Arc<Self>, session_id: Uuid, sub: Subscription) -> BoxFuture<'static, AppResult<Link>> {
+        Box::pin(async move {
+            let workspace_id: Uuid = {
+                let mut conn = self.pool.get().await?;
+                chat_sessions::table
+                    .find(session_id)
+                    .select(chat_sessions::workspace_id)
+                    .first(&mut conn)
+                    .await
+                    .optional()?
+                    .ok_or_else(|| AppError::new(ErrorCode::SessionNotFound, "session not found"))?
+            };
+            let mut addr = self.get_or_spawn(session_id, workspace_id);
+            if let Err(actix::MailboxError::Closed) = addr.send(sub.clone()).await {
+                // The actor stopped as we reached it (idle); start a fresh one.
+                addr = self.get_or_spawn(session_id, workspace_id);
+                addr.do_send(sub);
+            }
+            Ok(Link {
+                actions: Some(addr.clone().recipient()),
+                leave: addr.recipient(),
+            })
+        })
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        ACTIONS
+    }
+
+    fn decode_action(&self, frame: &str) -> AppResult<Box<dyn Any + Send>> {
+        Ok(Box::new(SessionAction::decode(frame)?))
+    }
+
+    fn ephemeral(&self, _from: NodeId, payload: serde_json::Value) {
+        let Ok(item) = serde_json::from_value::<SessionEphemeral>(payload) else {
+            tracing::warn!("unreadable session traffic from the bus");
+            return;
+        };
+        match item {
+            SessionEphemeral::Typing { session, user, typing } => {
+                self.with(session, |a| a.do_send(RemoteTyping { user, typing }))
+            }
+            SessionEphemeral::Presence {
+                session,
+                user,
+                node,
+                state,
+            } => self.remote_presence(session, user, node, state),
+            SessionEphemeral::SessionAccess { session, user } => self.with(session, |a| a.do_send(RecheckAccess(user))),
+            SessionEphemeral::AiChunk {
+                session,
+                message_id,
+                offset,
+                text,
+                model,
+            } => self.with(session, |a| {
+                a.do_send(RemoteChunk {
+                    message_id,
+                    offset,
+                    text,
+                    model,
+                })
+            }),
+            SessionEphemeral::StopGeneration { session, message_id } => {
+                self.with(session, |a| a.do_send(CancelGeneration(message_id)))
+            }
         }
     }
 
-    /// A session's visibility or participants changed: its subscribers re-check, everywhere.
-    pub fn session_access_changed(&self, session_id: Uuid, user_id: Option<Uuid>) {
-        self.recheck_session(session_id, user_id);
-        self.bus.ephemeral(Ephemeral::SessionAccess {
-            session: session_id,
-            user: user_id,
-        });
+    fn reaped<'a>(&'a self, hub: &'a Hub, dead: &'a [NodeId]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // Replies that were streaming on nodes that are gone end as interrupted.
+            let nodes: Vec<Uuid> = dead.iter().map(|n| n.0).collect();
+            let result = async {
+                let mut conn = hub.pool.get().await?;
+                crate::ai::generation::interrupt_nodes(&mut conn, hub, &nodes).await
+            }
+            .await;
+            match result {
+                Ok(committed) => {
+                    committed.publish(hub);
+                }
+                Err(err) => tracing::warn!(error = %err, "marking interrupted replies failed"),
+            }
+        })
     }
 
-    pub fn recheck_workspace(&self, workspace_id: Uuid, user_id: Option<Uuid>) {
-        self.actors
-            .each(Some(workspace_id), |a| a.do_send(RecheckAccess(user_id)));
-    }
-
-    pub fn recheck_session(&self, session_id: Uuid, user_id: Option<Uuid>) {
-        self.with(session_id, |a| a.do_send(RecheckAccess(user_id)));
-    }
-
-    pub fn remote_typing(&self, session_id: Uuid, user: Uuid, typing: bool) {
-        self.with(session_id, |a| a.do_send(RemoteTyping { user, typing }));
-    }
-
-    pub fn remote_presence(&self, session_id: Uuid, user: Uuid, node: Uuid, state: Option<PresenceState>) {
-        self.with(session_id, |a| a.do_send(RemotePresence { user, node, state }));
-    }
-
-    /// A node is gone: every session drops the presences it held.
-    pub fn node_down(&self, node: Uuid) {
-        self.actors.each(None, |a| a.do_send(NodeDown(node)));
-    }
-
-    /// After the listener was lost: every session reads what it missed from the log.
-    pub fn catch_up_all(&self) {
-        self.actors.each(None, |a| a.do_send(CatchUp));
-    }
-
-    /// Number of session actors running on this node.
-    pub fn running(&self) -> usize {
-        self.actors.running()
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
     }
 }

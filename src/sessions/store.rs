@@ -128,6 +128,11 @@ pub async fn add_participant(
     .await
 }
 
+/// A session's topic name, as the event log stores it.
+pub fn topic(session_id: Uuid) -> String {
+    crate::sessions::registry::topic(session_id).to_string()
+}
+
 /// Appends one event on the session's topic.
 pub async fn append(
     conn: &mut AsyncPgConnection,
@@ -136,9 +141,7 @@ pub async fn append(
     data: serde_json::Value,
     actor: Option<Uuid>,
 ) -> AppResult<Event> {
-    let topic = events::session_topic(session_id);
-    let seq = events::reserve(conn, &topic, 1).await?;
-    events::insert(conn, &topic, seq, kind, data, actor).await
+    events::append(conn, &topic(session_id), kind, data, actor).await
 }
 
 /// Authorizes and applies one action; returns the events it appended (the last one is
@@ -157,7 +160,7 @@ pub async fn apply(
             access.require(Permission::SendMessages)?;
             let body = validate_body(&body)?;
             out.extend(ensure_participant(conn, &access).await?);
-            let topic = events::session_topic(session_id);
+            let topic = topic(session_id);
             let seq = events::reserve(conn, &topic, 1).await?;
             let message: MessageView = diesel::insert_into(messages::table)
                 .values((

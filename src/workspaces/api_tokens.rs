@@ -1,12 +1,12 @@
 //! API tokens for REST integrations: scoped to one workspace and a subset of the creator's
 //! permissions, shown once, stored hashed, revocable, with last-used time.
 
-use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::secrets::{self, SecretKind};
 use crate::auth::{Auth, Permission, Principal, RequestMeta, UserAuth, authorize};
 use crate::db::schema::api_tokens;
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::state::AppState;
 use crate::validate;
 use crate::workspaces::parse_grantable;
 use actix_web::{HttpResponse, delete, get, post, web};

@@ -1,10 +1,10 @@
 //! Workspace endpoints: create, list mine, get, rename, delete; and the permission catalogue.
 
-use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::{Auth, Permission, PermissionSet, RequestMeta, Role, UserAuth, access, authorize};
 use crate::db::schema::{workspace_members, workspaces};
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::state::AppState;
 use crate::validate;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
@@ -250,7 +250,7 @@ pub async fn delete_workspace(
         .scope_boxed()
     })
     .await?;
-    crate::realtime::access_changed(&state, id, None);
+    state.hub.access_changed(id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -1,12 +1,12 @@
 //! Invitations: invite an email with a role, list pending ones, revoke, accept by token.
 //! The token is 32 random bytes shown once (in the link); only its hash is stored.
 
-use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::secrets::{self, SecretKind};
 use crate::auth::{Auth, Permission, RequestMeta, Role, UserAuth, authorize};
 use crate::db::schema::{invitations, users, workspace_members, workspaces};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::state::AppState;
 use crate::validate;
 use crate::workspaces::members::{MemberView, load_member_view};
 use crate::workspaces::{lock_workspace, parse_grantable};

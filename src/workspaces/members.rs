@@ -1,13 +1,13 @@
 //! Member endpoints: list, change role, set custom permissions, remove, leave.
 
-use crate::app::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::authorize::{MemberRow, find_member};
 use crate::auth::{Access, Auth, Permission, RequestMeta, Role, UserAuth, access, authorize};
-use crate::cluster::Bus;
 use crate::db::schema::{chat_sessions, session_participants, users, workspace_members};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::events;
 use crate::events::Event;
+use crate::state::AppState;
 use crate::workspaces::{lock_workspace, parse_grantable};
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
@@ -166,7 +166,7 @@ pub async fn update_member(
             .scope_boxed()
         })
         .await?;
-    crate::realtime::access_changed(&state, id, Some(user_id));
+    state.hub.access_changed(id, Some(user_id));
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -238,18 +238,17 @@ pub async fn set_member_permissions(
             .scope_boxed()
         })
         .await?;
-    crate::realtime::access_changed(&state, id, Some(user_id));
+    state.hub.access_changed(id, Some(user_id));
     Ok(HttpResponse::Ok().json(view))
 }
 
 /// Removes a membership inside a transaction, enforcing the last-owner rule.
 async fn remove(
     conn: &mut AsyncPgConnection,
-    bus: &Bus,
     id: Uuid,
     user_id: Uuid,
     acc: Option<&Access>,
-) -> AppResult<(MemberRow, Vec<(Uuid, Event)>)> {
+) -> AppResult<(MemberRow, Vec<Event>)> {
     lock_workspace(conn, id).await?;
     let target = find_member(conn, id, user_id).await?.ok_or_else(member_not_found)?;
     if let Some(acc) = acc {
@@ -280,14 +279,7 @@ async fn remove(
     let mut removed = Vec::with_capacity(left.len());
     for session in left {
         let data = serde_json::json!({ "user_id": user_id, "reason": "left_workspace" });
-        let event = crate::sessions::store::append(conn, session, "participant.removed", data, None).await?;
-        bus.notify_events(
-            conn,
-            &crate::events::session_topic(session),
-            std::slice::from_ref(&event),
-        )
-        .await?;
-        removed.push((session, event));
+        removed.push(crate::sessions::store::append(conn, session, "participant.removed", data, None).await?);
     }
     Ok((target, removed))
 }
@@ -306,29 +298,25 @@ pub async fn remove_member(
     let mut conn = state.pool.get().await?;
     let acc = authorize(&mut conn, &principal, id, Permission::ManageUsers).await?;
     let actor = Actor::new(&principal, &meta);
-    let bus = state.bus.clone();
-    let removed = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let (target, removed) = remove(conn, &bus, id, user_id, Some(&acc)).await?;
-                audit::record(
-                    conn,
-                    &actor,
-                    Some(id),
-                    "member.remove",
-                    ("user", user_id.to_string()),
-                    serde_json::json!({ "role": target.role() }),
-                )
-                .await?;
-                Ok(removed)
-            }
-            .scope_boxed()
-        })
-        .await?;
-    for (session, event) in removed {
-        state.live.publish(session, vec![event]);
-    }
-    crate::realtime::access_changed(&state, id, Some(user_id));
+    events::commit(&mut conn, &state.hub, |conn| {
+        async move {
+            let (target, removed) = remove(conn, id, user_id, Some(&acc)).await?;
+            audit::record(
+                conn,
+                &actor,
+                Some(id),
+                "member.remove",
+                ("user", user_id.to_string()),
+                serde_json::json!({ "role": target.role() }),
+            )
+            .await?;
+            Ok(((), removed))
+        }
+        .scope_boxed()
+    })
+    .await?
+    .publish(&state.hub);
+    state.hub.access_changed(id, Some(user_id));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -346,28 +334,24 @@ pub async fn leave_workspace(
     let mut conn = state.pool.get().await?;
     access(&mut conn, &crate::auth::Principal::User(user.clone()), id).await?;
     let actor = Actor::user(user.id, &meta);
-    let bus = state.bus.clone();
-    let removed = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let (target, removed) = remove(conn, &bus, id, user.id, None).await?;
-                audit::record(
-                    conn,
-                    &actor,
-                    Some(id),
-                    "member.leave",
-                    ("user", user.id.to_string()),
-                    serde_json::json!({ "role": target.role() }),
-                )
-                .await?;
-                Ok(removed)
-            }
-            .scope_boxed()
-        })
-        .await?;
-    for (session, event) in removed {
-        state.live.publish(session, vec![event]);
-    }
-    crate::realtime::access_changed(&state, id, Some(user.id));
+    events::commit(&mut conn, &state.hub, |conn| {
+        async move {
+            let (target, removed) = remove(conn, id, user.id, None).await?;
+            audit::record(
+                conn,
+                &actor,
+                Some(id),
+                "member.leave",
+                ("user", user.id.to_string()),
+                serde_json::json!({ "role": target.role() }),
+            )
+            .await?;
+            Ok(((), removed))
+        }
+        .scope_boxed()
+    })
+    .await?
+    .publish(&state.hub);
+    state.hub.access_changed(id, Some(user.id));
     Ok(HttpResponse::NoContent().finish())
 }

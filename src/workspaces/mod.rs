@@ -40,3 +40,30 @@ pub fn parse_grantable(field: &str, names: &[String]) -> AppResult<crate::auth::
     }
     Ok(set)
 }
+
+/// Workspaces, members, invitations and API tokens.
+pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
+    name: "workspaces",
+    api: |cfg| {
+        cfg.service(handlers::get_catalogue)
+            .service(handlers::create_workspace)
+            .service(handlers::list_workspaces)
+            .service(handlers::get_workspace)
+            .service(handlers::update_workspace)
+            .service(handlers::delete_workspace)
+            .service(members::list_members)
+            .service(members::update_member)
+            .service(members::set_member_permissions)
+            .service(members::remove_member)
+            .service(members::leave_workspace)
+            .service(invitations::create_invitation)
+            .service(invitations::list_invitations)
+            .service(invitations::revoke_invitation)
+            .service(invitations::accept_invitation)
+            .service(api_tokens::create_api_token)
+            .service(api_tokens::list_api_tokens)
+            .service(api_tokens::revoke_api_token);
+    },
+    room: None,
+    public: crate::feature::none,
+};

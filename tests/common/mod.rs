@@ -162,7 +162,7 @@ pub struct TestApp {
     pub api: Api,
     pub config: Config,
     /// The server's shared state (to observe what an operator would: running actors).
-    pub state: actix_web::web::Data<bedda_collab::app::AppState>,
+    pub state: actix_web::web::Data<bedda_collab::state::AppState>,
     handle: actix_web::dev::ServerHandle,
     // Dropped last: the server must stop before its database goes.
     pub db: TestDb,

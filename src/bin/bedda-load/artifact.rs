@@ -452,10 +452,10 @@ impl CommitCounter {
                 let Ok(notice) = serde_json::from_str::<EventsNotice>(n.payload()) else {
                     continue;
                 };
-                if notice.topic == topic {
-                    let events = match notice.range {
+                for part in notice.topics.iter().filter(|t| t.topic == topic) {
+                    let events = match part.range {
                         Some((first, last)) => (last - first + 1) as u64,
-                        None => notice.events.len() as u64,
+                        None => part.events.len() as u64,
                     };
                     c.fetch_add(1, Ordering::Relaxed);
                     u.fetch_add(events, Ordering::Relaxed);

@@ -1,6 +1,13 @@
 //! The ordered event log: one gap-free sequence per topic, appended inside the caller's
-//! transaction, and read back for replay. A topic is `session:<id>`, `artifact:<id>`,
-//! `user:<id>` or `workspace:<id>`.
+//! transaction, and read back for replay. A topic is `<kind>:<id>` (`session`, `artifact`,
+//! …). Beside the log: the one way to commit events (`commit`), the ordering of committed
+//! events in a topic actor (`ordered`) and the group-commit writer (`writer`).
+
+pub mod commit;
+pub mod ordered;
+pub mod writer;
+
+pub use commit::{Committed, commit};
 
 use crate::db::schema::events;
 use crate::error::AppResult;
@@ -11,11 +18,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// A topic name.
-pub fn session_topic(id: Uuid) -> String {
-    format!("session:{id}")
-}
 
 /// A committed, durable event.
 #[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable)]
@@ -38,20 +40,16 @@ pub struct SharedEvent {
 
 impl SharedEvent {
     pub fn new(event: &Event) -> Arc<Self> {
-        let frame = serde_json::json!({
-            "type": "event",
-            "topic": event.topic,
-            "seq": event.seq,
-            "kind": event.kind,
-            "data": event.data,
-            "actor_id": event.actor_id,
-            "at": event.created_at,
-        })
-        .to_string();
-        Arc::new(Self {
+        let frame = crate::transport::ServerFrame::Event {
+            topic: &event.topic,
             seq: event.seq,
-            frame: frame.into(),
-        })
+            kind: &event.kind,
+            data: &event.data,
+            actor_id: event.actor_id,
+            at: event.created_at,
+        }
+        .encode();
+        Arc::new(Self { seq: event.seq, frame })
     }
 }
 
@@ -74,6 +72,18 @@ pub async fn reserve(conn: &mut AsyncPgConnection, topic: &str, n: i64) -> AppRe
     .get_result(conn)
     .await?;
     Ok(row.last_seq - n + 1)
+}
+
+/// Appends one event at the topic's next seq.
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    kind: &str,
+    data: serde_json::Value,
+    actor_id: Option<Uuid>,
+) -> AppResult<Event> {
+    let seq = reserve(conn, topic, 1).await?;
+    insert(conn, topic, seq, kind, data, actor_id).await
 }
 
 /// Appends one event at a seq reserved with [`reserve`].

@@ -1,10 +1,10 @@
 //! `GET /api/admin/nodes`: the live nodes of the cluster, for operators (users whose email
 //! is in `--admin-emails`).
 
-use crate::app::AppState;
 use crate::auth::UserAuth;
 use crate::db::schema::nodes;
 use crate::error::{AppError, AppResult, ErrorBody};
+use crate::state::AppState;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

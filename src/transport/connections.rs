@@ -1,23 +1,31 @@
-//! The node's open WebSocket connections: counted for the node registry, and closed
-//! together (1012 service restart) on shutdown or when the node rejoins the cluster.
+//! The node's open WebSocket connections (of every endpoint): counted for the node
+//! registry, and closed together (1012 service restart) on shutdown or when the node
+//! rejoins the cluster.
 
-use crate::gateway::connection::ServerClose;
-use actix::Recipient;
+use crate::transport::ConnId;
+use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use uuid::Uuid;
+
+/// The server closes this connection (shutdown, node rejoin).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ServerClose {
+    pub code: u16,
+    pub reason: String,
+}
 
 #[derive(Default)]
 pub struct Connections {
-    open: Mutex<HashMap<Uuid, Recipient<ServerClose>>>,
+    open: Mutex<HashMap<ConnId, Recipient<ServerClose>>>,
 }
 
 impl Connections {
-    pub fn register(&self, id: Uuid, addr: Recipient<ServerClose>) {
+    pub fn register(&self, id: ConnId, addr: Recipient<ServerClose>) {
         self.open.lock().expect("connections lock").insert(id, addr);
     }
 
-    pub fn unregister(&self, id: Uuid) {
+    pub fn unregister(&self, id: ConnId) {
         self.open.lock().expect("connections lock").remove(&id);
     }
 
