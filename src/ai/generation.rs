@@ -11,7 +11,6 @@ use crate::events::{self, Event};
 use crate::sessions::store::{self, MessageView};
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -101,7 +100,7 @@ pub async fn start(
     history_budget: usize,
 ) -> AppResult<Started> {
     let node = bus.node_id();
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let question: MessageView = messages::table
                 .find(reply_to)
@@ -148,7 +147,7 @@ pub async fn start(
                 history,
             })
         }
-        .scope_boxed()
+        .await
     })
     .await
 }
@@ -179,7 +178,7 @@ pub async fn finish(
     usage: Option<(u32, u32)>,
 ) -> AppResult<Option<Event>> {
     let (text, ending) = (text.to_owned(), ending.clone());
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let row: Option<(Uuid, Option<Uuid>, String)> = diesel::update(
                 generations::table
@@ -211,7 +210,7 @@ pub async fn finish(
                 .await?;
             Ok(Some(event))
         }
-        .scope_boxed()
+        .await
     })
     .await
 }
@@ -289,7 +288,7 @@ async fn record_usage(
 /// keeping the checkpointed text. Returns the `message.completed` events by session.
 pub async fn interrupt_nodes(conn: &mut AsyncPgConnection, bus: &Bus, nodes: &[Uuid]) -> AppResult<Vec<(Uuid, Event)>> {
     let nodes = nodes.to_vec();
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let rows: Vec<(Uuid, Uuid, String)> = diesel::update(
                 generations::table
@@ -314,7 +313,7 @@ pub async fn interrupt_nodes(conn: &mut AsyncPgConnection, bus: &Bus, nodes: &[U
             }
             Ok(out)
         }
-        .scope_boxed()
+        .await
     })
     .await
 }

@@ -19,7 +19,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -154,7 +153,7 @@ struct Client {
     access: Access,
     handle: ClientHandle,
     /// Awareness client ids this connection announced.
-    awareness_ids: HashSet<u64>,
+    awareness_ids: HashSet<yrs::ClientID>,
 }
 
 enum Owner {
@@ -190,7 +189,7 @@ pub struct ArtifactEditor {
     since_snapshot: usize,
     clients: HashMap<Uuid, Client>,
     watchers: HashMap<Uuid, ClientHandle>,
-    awareness: HashMap<u64, AwarenessEntry>,
+    awareness: HashMap<yrs::ClientID, AwarenessEntry>,
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     writes_in_flight: usize,
 }
@@ -305,7 +304,7 @@ impl ArtifactEditor {
         );
         let job = async move {
             let mut conn = pool.get().await?;
-            conn.transaction::<_, AppError, _>(|conn| store::compact(conn, id, upto, &state).scope_boxed())
+            conn.transaction::<_, AppError, _>(async |conn| store::compact(conn, id, upto, &state).await)
                 .await
         };
         ctx.spawn(job.into_actor(self).map(|result, act, _| {
@@ -373,7 +372,7 @@ impl ArtifactEditor {
     }
 
     /// Marks awareness states as gone (clock + 1, state null) and tells local clients.
-    fn drop_awareness(&mut self, ids: Vec<u64>) -> Option<AwarenessUpdate> {
+    fn drop_awareness(&mut self, ids: Vec<yrs::ClientID>) -> Option<AwarenessUpdate> {
         let mut clients = HashMap::new();
         for id in ids {
             if let Some(entry) = self.awareness.get_mut(&id) {
@@ -600,7 +599,7 @@ impl Handler<NodeDown> for ArtifactEditor {
     type Result = ();
 
     fn handle(&mut self, msg: NodeDown, _ctx: &mut Self::Context) {
-        let gone: Vec<u64> = self
+        let gone: Vec<yrs::ClientID> = self
             .awareness
             .iter()
             .filter(|(_, e)| matches!(e.owner, Owner::Remote(n) if n == msg.0) && &*e.json != "null")
@@ -749,7 +748,7 @@ async fn writer_loop(
         let result = async {
             let mut conn = pool.get().await?;
             let (bus, topic, batch) = (&bus, &topic, &batch);
-            conn.transaction::<_, AppError, _>(|conn| {
+            conn.transaction::<_, AppError, _>(async |conn| {
                 async move {
                     let first = events::reserve(conn, topic, batch.len() as i64).await?;
                     let rows = batch
@@ -766,7 +765,7 @@ async fn writer_loop(
                     bus.notify_events(conn, topic, &committed).await?;
                     Ok(committed)
                 }
-                .scope_boxed()
+                .await
             })
             .await
         }

@@ -13,8 +13,8 @@ use crate::validate;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -117,7 +117,7 @@ pub async fn create_session(
     .await?;
     let bus = state.bus.clone();
     let (row, events) = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let row: SessionRow = diesel::insert_into(chat_sessions::table)
                     .values((
@@ -145,7 +145,7 @@ pub async fn create_session(
                     .await?;
                 Ok((row, vec![created, joined]))
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     let head = events.last().map(|e| e.seq).unwrap_or(0);
@@ -269,8 +269,7 @@ async fn change_session<F>(
 where
     F: for<'c> FnOnce(
             &'c mut AsyncPgConnection,
-        )
-            -> diesel_async::scoped_futures::ScopedBoxFuture<'static, 'c, AppResult<serde_json::Value>>
+        ) -> scoped_futures::ScopedBoxFuture<'static, 'c, AppResult<serde_json::Value>>
         + Send
         + 'static,
 {
@@ -278,7 +277,7 @@ where
     let mut conn = state.pool.get().await?;
     let bus = state.bus.clone();
     let (access, event) = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let access = session_access(conn, id, user).await?;
                 access.require_manage()?;
@@ -288,7 +287,7 @@ where
                     .await?;
                 Ok((access, event))
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     state.live.publish(id, vec![event.clone()]);
@@ -509,7 +508,7 @@ pub async fn add_participant(
     let mut conn = state.pool.get().await?;
     let bus = state.bus.clone();
     let event = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let access = session_access(conn, id, user).await?;
                 access.require_manage()?;
@@ -538,7 +537,7 @@ pub async fn add_participant(
                     .await?;
                 Ok(event)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     state.live.publish(id, vec![event]);
@@ -561,7 +560,7 @@ pub async fn remove_participant(
     let mut conn = state.pool.get().await?;
     let bus = state.bus.clone();
     let event = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let access = session_access(conn, id, user).await?;
                 if target != user {
@@ -588,7 +587,7 @@ pub async fn remove_participant(
                     .await?;
                 Ok(event)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     state.live.publish(id, vec![event]);

@@ -12,7 +12,6 @@ use crate::sessions::live::{ClientHandle, LiveSession, Publish, ToClient, Writes
 use crate::sessions::store::{self, Action};
 use actix::Addr;
 use diesel_async::AsyncConnection;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -96,7 +95,7 @@ type Outcome = Result<Vec<Event>, AppError>;
 /// validation) are per-write outcomes; a database error fails the whole group.
 async fn commit(pool: &DbPool, bus: &Bus, session_id: Uuid, batch: &[WriteJob]) -> Result<Vec<Outcome>, AppError> {
     let mut conn = pool.get().await?;
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let mut outcomes = Vec::with_capacity(batch.len());
             for job in batch {
@@ -117,7 +116,7 @@ async fn commit(pool: &DbPool, bus: &Bus, session_id: Uuid, batch: &[WriteJob]) 
                 .await?;
             Ok(outcomes)
         }
-        .scope_boxed()
+        .await
     })
     .await
 }

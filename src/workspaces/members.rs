@@ -12,7 +12,6 @@ use crate::workspaces::{lock_workspace, parse_grantable};
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -136,7 +135,7 @@ pub async fn update_member(
     let acc = authorize(&mut conn, &principal, id, Permission::ManageUsers).await?;
     let actor = Actor::new(&principal, &meta);
     let view = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 lock_workspace(conn, id).await?;
                 let target = find_member(conn, id, user_id).await?.ok_or_else(member_not_found)?;
@@ -163,7 +162,7 @@ pub async fn update_member(
                 .await?;
                 load_member_view(conn, id, user_id).await
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     crate::realtime::access_changed(&state, id, Some(user_id));
@@ -202,7 +201,7 @@ pub async fn set_member_permissions(
     }
     let actor = Actor::new(&principal, &meta);
     let view = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 lock_workspace(conn, id).await?;
                 let target = find_member(conn, id, user_id).await?.ok_or_else(member_not_found)?;
@@ -235,7 +234,7 @@ pub async fn set_member_permissions(
                 .await?;
                 load_member_view(conn, id, user_id).await
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     crate::realtime::access_changed(&state, id, Some(user_id));
@@ -308,7 +307,7 @@ pub async fn remove_member(
     let actor = Actor::new(&principal, &meta);
     let bus = state.bus.clone();
     let removed = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let (target, removed) = remove(conn, &bus, id, user_id, Some(&acc)).await?;
                 audit::record(
@@ -322,7 +321,7 @@ pub async fn remove_member(
                 .await?;
                 Ok(removed)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     for (session, event) in removed {
@@ -348,7 +347,7 @@ pub async fn leave_workspace(
     let actor = Actor::user(user.id, &meta);
     let bus = state.bus.clone();
     let removed = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let (target, removed) = remove(conn, &bus, id, user.id, None).await?;
                 audit::record(
@@ -362,7 +361,7 @@ pub async fn leave_workspace(
                 .await?;
                 Ok(removed)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     for (session, event) in removed {
