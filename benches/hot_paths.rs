@@ -126,14 +126,13 @@ fn event_log(c: &mut Criterion) {
             let (pool, topic, data) = (pool.clone(), topic.clone(), event.data.clone());
             async move {
                 use diesel_async::AsyncConnection;
-                use diesel_async::scoped_futures::ScopedFutureExt;
                 let mut conn = pool.get().await.unwrap();
-                conn.transaction::<_, bedda_collab::error::AppError, _>(|conn| {
+                conn.transaction::<_, bedda_collab::error::AppError, _>(async |conn| {
                     async move {
                         let seq = events::reserve(conn, &topic, 1).await?;
                         events::insert(conn, &topic, seq, "message.created", data, None).await
                     }
-                    .scope_boxed()
+                    .await
                 })
                 .await
                 .unwrap()
@@ -145,15 +144,14 @@ fn event_log(c: &mut Criterion) {
             let (pool, topic, data) = (pool.clone(), topic.clone(), event.data.clone());
             async move {
                 use diesel_async::AsyncConnection;
-                use diesel_async::scoped_futures::ScopedFutureExt;
                 let mut conn = pool.get().await.unwrap();
-                conn.transaction::<_, bedda_collab::error::AppError, _>(|conn| {
+                conn.transaction::<_, bedda_collab::error::AppError, _>(async |conn| {
                     async move {
                         let first = events::reserve(conn, &topic, 32).await?;
                         let rows = (0..32).map(|_| ("message.created", data.clone(), None)).collect();
                         events::insert_many(conn, &topic, first, rows).await
                     }
-                    .scope_boxed()
+                    .await
                 })
                 .await
                 .unwrap()
@@ -167,9 +165,8 @@ fn event_log(c: &mut Criterion) {
                 let (pool, topic, data) = (pool.clone(), topic.clone(), event.data.clone());
                 async move {
                     use diesel_async::AsyncConnection;
-                    use diesel_async::scoped_futures::ScopedFutureExt;
                     let mut conn = pool.get().await.unwrap();
-                    conn.transaction::<_, bedda_collab::error::AppError, _>(|conn| {
+                    conn.transaction::<_, bedda_collab::error::AppError, _>(async |conn| {
                         async move {
                             let first = events::reserve(conn, &topic, 32).await?;
                             for i in 0..32 {
@@ -177,7 +174,7 @@ fn event_log(c: &mut Criterion) {
                             }
                             Ok(())
                         }
-                        .scope_boxed()
+                        .await
                     })
                     .await
                     .unwrap()

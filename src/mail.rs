@@ -7,7 +7,6 @@ use crate::db::schema::email_outbox;
 use crate::error::AppResult;
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -89,7 +88,7 @@ async fn send_due(
     // Claim rows by pushing their next attempt into the future: several nodes may run a
     // worker, and SKIP LOCKED keeps them off each other's rows.
     let batch: Vec<Pending> = conn
-        .transaction::<_, diesel::result::Error, _>(|conn| {
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
             async move {
                 let rows: Vec<Pending> = email_outbox::table
                     .filter(email_outbox::sent_at.is_null())
@@ -114,7 +113,7 @@ async fn send_due(
                     .await?;
                 Ok(rows)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     let mut sent = 0;

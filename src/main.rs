@@ -24,6 +24,7 @@ enum Command {
 }
 
 fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     bedda_collab::sys::raise_fd_limit();
     let config = match &cli.command {

@@ -11,8 +11,8 @@ use crate::events::{self, Committed, Event};
 use crate::sessions::store::{self, MessageView};
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 /// A generation that has started: its message, and what to send the model.

@@ -19,7 +19,6 @@ use actix::prelude::*;
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
 use diesel_async::AsyncPgConnection;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -116,7 +115,7 @@ struct Client {
     access: Access,
     handle: ClientHandle,
     /// Awareness client ids this connection announced.
-    awareness_ids: HashSet<u64>,
+    awareness_ids: HashSet<yrs::ClientID>,
 }
 
 enum Owner {
@@ -150,7 +149,7 @@ pub struct ArtifactEditor {
     since_snapshot: usize,
     clients: HashMap<ConnId, Client>,
     watchers: HashMap<ConnId, ClientHandle>,
-    awareness: HashMap<u64, AwarenessEntry>,
+    awareness: HashMap<yrs::ClientID, AwarenessEntry>,
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     writes_in_flight: usize,
 }
@@ -201,7 +200,7 @@ impl ArtifactEditor {
         );
         let job = async move {
             let mut conn = pool.get().await?;
-            conn.transaction::<_, AppError, _>(|conn| store::compact(conn, id, upto, &state).scope_boxed())
+            conn.transaction::<_, AppError, _>(async |conn| store::compact(conn, id, upto, &state).await)
                 .await
         };
         ctx.spawn(job.into_actor(self).map(|result, act, _| {
@@ -269,7 +268,7 @@ impl ArtifactEditor {
     }
 
     /// Marks awareness states as gone (clock + 1, state null) and tells local clients.
-    fn drop_awareness(&mut self, ids: Vec<u64>) -> Option<AwarenessUpdate> {
+    fn drop_awareness(&mut self, ids: Vec<yrs::ClientID>) -> Option<AwarenessUpdate> {
         let mut clients = HashMap::new();
         for id in ids {
             if let Some(entry) = self.awareness.get_mut(&id) {
@@ -493,7 +492,7 @@ impl Handler<NodeDown> for ArtifactEditor {
     type Result = ();
 
     fn handle(&mut self, msg: NodeDown, _ctx: &mut Self::Context) {
-        let gone: Vec<u64> = self
+        let gone: Vec<yrs::ClientID> = self
             .awareness
             .iter()
             .filter(|(_, e)| matches!(e.owner, Owner::Remote(n) if n == msg.0) && &*e.json != "null")

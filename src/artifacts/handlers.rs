@@ -12,7 +12,6 @@ use crate::validate;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -199,7 +198,7 @@ pub async fn create_artifact(
         .map(store::doc_with_text);
     let text = body.content.clone().unwrap_or_default();
     let row = conn
-        .transaction::<_, AppError, _>(|conn| insert(conn, row, initial).scope_boxed())
+        .transaction::<_, AppError, _>(async |conn| insert(conn, row, initial).await)
         .await?;
     let seq = if text.is_empty() { 0 } else { 1 };
     Ok(HttpResponse::Created().json(view(row, Some((text, seq)))))
@@ -286,7 +285,7 @@ pub async fn delete_artifact(
     if principal.user_id() != Some(row.created_by) {
         acc.require(Permission::ManageArtifacts)?;
     }
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let mut ids = vec![id];
             ids.extend(
@@ -306,7 +305,7 @@ pub async fn delete_artifact(
             diesel::delete(artifacts::table.find(id)).execute(conn).await?;
             Ok(())
         }
-        .scope_boxed()
+        .await
     })
     .await?;
     state.hub.access_changed(row.workspace_id, None);

@@ -172,11 +172,10 @@ pub async fn since(
     id: Uuid,
     after: i64,
 ) -> AppResult<(Option<(i64, Vec<u8>)>, Vec<Event>)> {
-    use diesel_async::scoped_futures::ScopedFutureExt;
     conn.build_transaction()
         .repeatable_read()
         .read_only()
-        .run::<_, AppError, _>(|conn| {
+        .run::<_, AppError, _>(async |conn| {
             async move {
                 let snapshot: Option<(i64, Vec<u8>)> = artifact_snapshots::table
                     .find(id)
@@ -188,7 +187,7 @@ pub async fn since(
                 let from = snapshot.as_ref().map(|s| s.0).unwrap_or(after);
                 Ok((snapshot, events::all_after(conn, &topic(id), from).await?))
             }
-            .scope_boxed()
+            .await
         })
         .await
 }

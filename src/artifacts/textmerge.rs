@@ -59,7 +59,7 @@ struct Hunk {
 /// decides what a three-way merge considers overlapping — matches `git merge-file` and `git diff` as closely as
 /// possible. Where several shortest edit scripts exist, `similar`'s Myers can still pick a different one than xdiff
 /// (rarely, and only in repetitive text); running it on the swapped inputs, as done here, agrees with git more often.
-fn diff_hunks<T: Eq>(old: &[T], new: &[T], deadline: Option<Instant>) -> Vec<Hunk> {
+fn diff_hunks<T: Eq + std::hash::Hash>(old: &[T], new: &[T], deadline: Option<Instant>) -> Vec<Hunk> {
     let mut flags = ChangeFlags {
         old: vec![false; new.len() + 2],
         new: vec![false; old.len() + 2],

@@ -15,7 +15,6 @@ use crate::validate;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -74,7 +73,7 @@ async fn record(
     (state, content, seq): (Vec<u8>, String, i64),
 ) -> AppResult<VersionView> {
     let (kind, name, message) = (kind.to_owned(), name.to_owned(), message.to_owned());
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             // Serialize version numbering per artifact.
             artifacts::table
@@ -108,7 +107,7 @@ async fn record(
                 .get_result(conn)
                 .await?)
         }
-        .scope_boxed()
+        .await
     })
     .await
 }
@@ -351,7 +350,7 @@ pub async fn create_branch(
         merged_at: None,
     };
     let row = conn
-        .transaction::<_, AppError, _>(|conn| insert(conn, row, Some(state_bytes)).scope_boxed())
+        .transaction::<_, AppError, _>(async |conn| insert(conn, row, Some(state_bytes)).await)
         .await?;
     Ok(HttpResponse::Created().json(view(row, Some((content, 1)))))
 }

@@ -10,7 +10,6 @@ use crate::validate;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -94,7 +93,7 @@ pub async fn register(
     let mut conn = state.pool.get().await?;
     let state2 = state.clone();
     let (user, token, expires_at) = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let taken: bool = diesel::select(diesel::dsl::exists(users::table.filter(users::email.eq(&email))))
                     .get_result(conn)
@@ -139,7 +138,7 @@ pub async fn register(
                 .await?;
                 Ok((user, token, expires_at))
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     Ok(HttpResponse::Created().json(SessionResponse {
@@ -190,7 +189,7 @@ pub async fn login(
     };
     let mut conn = state.pool.get().await?;
     let (token, expires_at) = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let session = create_session(conn, &state, id, &meta).await?;
                 audit::record(
@@ -204,7 +203,7 @@ pub async fn login(
                 .await?;
                 Ok(session)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     Ok(HttpResponse::Ok().json(SessionResponse {

@@ -1,12 +1,12 @@
 //! Opaque bearer secrets (login sessions, API tokens, invitations) and password hashing.
 //! Secrets are 32 random bytes; only their SHA-256 is ever stored.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
-use rand::rngs::OsRng;
+use rand::TryRng;
+use rand::rngs::SysRng;
 use sha2::{Digest, Sha256};
 
 /// The kinds of secret we hand out; the prefix tells them apart at a glance (and lets
@@ -48,7 +48,7 @@ impl SecretKind {
 /// A new random secret of the given kind, with its hash for storage.
 pub fn generate(kind: SecretKind) -> (String, Vec<u8>) {
     let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
+    SysRng.try_fill_bytes(&mut bytes).expect("the OS random source");
     let secret = format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes));
     let hash = hash(&secret);
     (secret, hash)
@@ -85,9 +85,8 @@ impl PasswordHashing {
     }
 
     pub fn hash(&self, password: &str) -> anyhow::Result<String> {
-        let salt = SaltString::generate(&mut OsRng);
         self.argon2()
-            .hash_password(password.as_bytes(), &salt)
+            .hash_password(password.as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
     }

@@ -10,7 +10,6 @@ use crate::error::{AppError, AppResult};
 use crate::transport::{Connections, NodeId};
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,7 +67,7 @@ async fn renew(pool: &DbPool, node_id: Uuid, config: &NodeConfig, connections: i
 /// Several survivors may race: the row delete decides who reaps each node.
 pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
     let mut conn = pool.get().await?;
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let dead: Vec<Uuid> = diesel::delete(nodes::table.filter(nodes::lease_expires_at.lt(Utc::now())))
                 .returning(nodes::id)
@@ -81,7 +80,7 @@ pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
             }
             Ok(dead)
         }
-        .scope_boxed()
+        .await
     })
     .await
 }
@@ -89,7 +88,7 @@ pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
 /// Leaves the cluster on shutdown: presences and the lease go now, not at expiry.
 pub async fn leave(pool: &DbPool, node_id: Uuid) -> AppResult<()> {
     let mut conn = pool.get().await?;
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             diesel::delete(presence::table.filter(presence::node_id.eq(node_id)))
                 .execute(conn)
@@ -97,7 +96,7 @@ pub async fn leave(pool: &DbPool, node_id: Uuid) -> AppResult<()> {
             diesel::delete(nodes::table.find(node_id)).execute(conn).await?;
             Ok(())
         }
-        .scope_boxed()
+        .await
     })
     .await
 }

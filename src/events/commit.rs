@@ -6,8 +6,8 @@
 use crate::cluster::Hub;
 use crate::error::{AppError, AppResult};
 use crate::events::Event;
-use diesel_async::scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use scoped_futures::ScopedBoxFuture;
 
 /// Events committed by a transaction, not yet handed to this node's rooms.
 #[must_use = "committed events must be published to this node's rooms: call `.publish(&hub)`"]
@@ -46,13 +46,10 @@ where
     T: Send + 'a,
 {
     let (value, events) = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let (value, events) = work(conn).await?;
-                hub.bus.notify_events(conn, &events).await?;
-                Ok((value, events))
-            }
-            .scope_boxed()
+        .transaction::<_, AppError, _>(async |conn| {
+            let (value, events) = work(conn).await?;
+            hub.bus.notify_events(conn, &events).await?;
+            Ok((value, events))
         })
         .await?;
     Ok(Committed { value, events })

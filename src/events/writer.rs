@@ -9,8 +9,8 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::{self, Event};
 use actix::prelude::*;
 use diesel_async::AsyncPgConnection;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use futures_util::future::BoxFuture;
+use scoped_futures::ScopedFutureExt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 

@@ -14,8 +14,8 @@ use crate::validate;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -268,8 +268,7 @@ async fn change_session<F>(
 where
     F: for<'c> FnOnce(
             &'c mut AsyncPgConnection,
-        )
-            -> diesel_async::scoped_futures::ScopedBoxFuture<'static, 'c, AppResult<serde_json::Value>>
+        ) -> scoped_futures::ScopedBoxFuture<'static, 'c, AppResult<serde_json::Value>>
         + Send
         + 'static,
 {

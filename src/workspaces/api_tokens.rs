@@ -12,7 +12,6 @@ use crate::workspaces::parse_grantable;
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -114,7 +113,7 @@ pub async fn create_api_token(
     let (token, hash) = secrets::generate(SecretKind::ApiToken);
     let actor = Actor::user(user.id, &meta);
     let row = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let row: TokenRow = diesel::insert_into(api_tokens::table)
                     .values((
@@ -140,7 +139,7 @@ pub async fn create_api_token(
                 .await?;
                 Ok(row)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     Ok(HttpResponse::Created().json(CreatedApiToken {
@@ -184,7 +183,7 @@ pub async fn revoke_api_token(
     let mut conn = state.pool.get().await?;
     authorize(&mut conn, &principal, id, Permission::ManageApiTokens).await?;
     let actor = Actor::new(&principal, &meta);
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let updated = diesel::update(
                 api_tokens::table
@@ -211,7 +210,7 @@ pub async fn revoke_api_token(
             )
             .await
         }
-        .scope_boxed()
+        .await
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

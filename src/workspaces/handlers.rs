@@ -9,7 +9,6 @@ use crate::validate;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -81,7 +80,7 @@ pub async fn create_workspace(
     let name = validate::text("name", &body.name, 1, 100)?;
     let mut conn = state.pool.get().await?;
     let row = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let id = Uuid::new_v4();
                 let row: WorkspaceRow = diesel::insert_into(workspaces::table)
@@ -113,7 +112,7 @@ pub async fn create_workspace(
                 .await?;
                 Ok(row)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     Ok(HttpResponse::Created().json(view(row, Some(Role::Owner), Role::Owner.permissions())))
@@ -183,7 +182,7 @@ pub async fn update_workspace(
     let acc = authorize(&mut conn, &principal, id, Permission::ManageWorkspace).await?;
     let actor = Actor::new(&principal, &meta);
     let row = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let old: String = workspaces::table
                     .find(id)
@@ -207,7 +206,7 @@ pub async fn update_workspace(
                 .await?;
                 Ok(row)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     Ok(HttpResponse::Ok().json(view(row, acc.role, acc.permissions)))
@@ -227,7 +226,7 @@ pub async fn delete_workspace(
     let mut conn = state.pool.get().await?;
     authorize(&mut conn, &principal, id, Permission::DeleteWorkspace).await?;
     let actor = Actor::new(&principal, &meta);
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let name: String = workspaces::table
                 .find(id)
@@ -247,7 +246,7 @@ pub async fn delete_workspace(
             diesel::delete(workspaces::table.find(id)).execute(conn).await?;
             Ok(())
         }
-        .scope_boxed()
+        .await
     })
     .await?;
     state.hub.access_changed(id, None);

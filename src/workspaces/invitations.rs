@@ -13,7 +13,6 @@ use crate::workspaces::{lock_workspace, parse_grantable};
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -135,7 +134,7 @@ pub async fn create_invitation(
     let mailer = state.mailer.clone();
     let link2 = link.clone();
     let row = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 lock_workspace(conn, id).await?;
                 let already: bool = diesel::select(diesel::dsl::exists(
@@ -192,7 +191,7 @@ pub async fn create_invitation(
                 .await?;
                 Ok(row)
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     if state.mailer.enabled {
@@ -246,7 +245,7 @@ pub async fn revoke_invitation(
     let mut conn = state.pool.get().await?;
     authorize(&mut conn, &principal, id, Permission::InviteUsers).await?;
     let actor = Actor::new(&principal, &meta);
-    conn.transaction::<_, AppError, _>(|conn| {
+    conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             let row: InvitationRow = invitations::table
                 .filter(invitations::id.eq(invitation_id))
@@ -283,7 +282,7 @@ pub async fn revoke_invitation(
             )
             .await
         }
-        .scope_boxed()
+        .await
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -315,7 +314,7 @@ pub async fn accept_invitation(
     let mut conn = state.pool.get().await?;
     let actor = Actor::user(user.id, &meta);
     let view = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 let row: InvitationRow = invitations::table
                     .filter(invitations::token_hash.eq(&hash))
@@ -386,7 +385,7 @@ pub async fn accept_invitation(
                 .await?;
                 load_member_view(conn, row.workspace_id, user.id).await
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     Ok(HttpResponse::Ok().json(view))

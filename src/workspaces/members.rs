@@ -12,8 +12,8 @@ use crate::workspaces::{lock_workspace, parse_grantable};
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -136,7 +136,7 @@ pub async fn update_member(
     let acc = authorize(&mut conn, &principal, id, Permission::ManageUsers).await?;
     let actor = Actor::new(&principal, &meta);
     let view = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 lock_workspace(conn, id).await?;
                 let target = find_member(conn, id, user_id).await?.ok_or_else(member_not_found)?;
@@ -163,7 +163,7 @@ pub async fn update_member(
                 .await?;
                 load_member_view(conn, id, user_id).await
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     state.hub.access_changed(id, Some(user_id));
@@ -202,7 +202,7 @@ pub async fn set_member_permissions(
     }
     let actor = Actor::new(&principal, &meta);
     let view = conn
-        .transaction::<_, AppError, _>(|conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             async move {
                 lock_workspace(conn, id).await?;
                 let target = find_member(conn, id, user_id).await?.ok_or_else(member_not_found)?;
@@ -235,7 +235,7 @@ pub async fn set_member_permissions(
                 .await?;
                 load_member_view(conn, id, user_id).await
             }
-            .scope_boxed()
+            .await
         })
         .await?;
     state.hub.access_changed(id, Some(user_id));

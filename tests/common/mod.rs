@@ -149,6 +149,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(port: u16) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             base: format!("http://127.0.0.1:{port}"),
             port,
@@ -181,6 +182,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server; `tweak` adjusts its configuration first.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
     let mut config = Config::for_database(&db.url);
     config.bind = "127.0.0.1:0".parse().unwrap();

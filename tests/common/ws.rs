@@ -21,7 +21,7 @@ pub struct WsClient {
 /// How a connection ended.
 #[derive(Debug)]
 pub enum Ended {
-    Closed(Option<CloseFrame<'static>>),
+    Closed(Option<CloseFrame>),
     Error(String),
 }
 
@@ -76,7 +76,7 @@ impl WsClient {
 
     pub async fn send(&mut self, frame: Value) {
         self.stream
-            .send(Message::Text(frame.to_string()))
+            .send(Message::Text(frame.to_string().into()))
             .await
             .expect("frame sent");
     }
@@ -124,7 +124,7 @@ impl WsClient {
                 .expect("the connection ends in time")
             {
                 None => return Ended::Closed(None),
-                Some(Ok(Message::Close(frame))) => return Ended::Closed(frame.map(|f| f.into_owned())),
+                Some(Ok(Message::Close(frame))) => return Ended::Closed(frame),
                 Some(Ok(_)) => continue,
                 Some(Err(WsError::ConnectionClosed)) | Some(Err(WsError::AlreadyClosed)) => return Ended::Closed(None),
                 Some(Err(err)) => return Ended::Error(err.to_string()),

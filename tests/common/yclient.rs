@@ -72,7 +72,7 @@ impl Api {
 impl YClient {
     async fn send(&mut self, message: YMessage) {
         self.socket
-            .send(Message::Binary(message.encode_v1()))
+            .send(Message::Binary(message.encode_v1().into()))
             .await
             .expect("sent");
     }

@@ -93,7 +93,7 @@ async fn malformed_frames_get_errors_and_the_connection_survives() {
     );
 
     // Binary is not part of the protocol: the connection is closed with a code.
-    c.send_raw(Message::Binary(vec![1, 2, 3])).await;
+    c.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
     assert_eq!(close_code(&c.ended().await), Some(4400));
 }
 
@@ -198,7 +198,7 @@ async fn a_slow_reader_is_cut_off_while_a_fast_one_gets_everything() {
     let body = "z".repeat(4000);
     for i in 0..n {
         let frame = json!({ "type": "send_message", "ref": format!("w{i}"), "topic": topic, "body": body });
-        sink.send(Message::Text(frame.to_string())).await.unwrap();
+        sink.send(Message::Text(frame.to_string().into())).await.unwrap();
     }
     let seqs = tokio::time::timeout(std::time::Duration::from_secs(60), reader)
         .await

@@ -263,7 +263,7 @@ async fn send<S>(sink: &mut S, message: YMessage) -> anyhow::Result<()>
 where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
-    sink.send(Message::Binary(message.encode_v1())).await?;
+    sink.send(Message::Binary(message.encode_v1().into())).await?;
     Ok(())
 }
 

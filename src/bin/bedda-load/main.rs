@@ -245,6 +245,7 @@ fn stats(mut v: Vec<u64>) -> Value {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let fd_limit = bedda_collab::sys::raise_fd_limit();
     let api = Api {
@@ -345,7 +346,7 @@ async fn drive(args: &Args, sockets: Vec<(usize, Socket)>, topics: &[String]) ->
         let topic = topics[i / args.session_size.max(1)].clone();
         let (mut sink, mut stream) = socket.split();
         sink.send(Message::Text(
-            json!({ "type": "subscribe", "topic": topic }).to_string(),
+            json!({ "type": "subscribe", "topic": topic }).to_string().into(),
         ))
         .await?;
         // Wait until live.
@@ -416,7 +417,7 @@ async fn drive(args: &Args, sockets: Vec<(usize, Socket)>, topics: &[String]) ->
                 tick.tick().await;
                 let body = format!("{} {node} {padding}", now_micros());
                 let frame = json!({ "type": "send_message", "topic": topic, "body": body });
-                if sink.send(Message::Text(frame.to_string())).await.is_err() {
+                if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
                     break;
                 }
                 sent += 1;
