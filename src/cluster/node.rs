@@ -7,7 +7,7 @@ use crate::cluster::bus::Ephemeral;
 use crate::db::DbPool;
 use crate::db::schema::{nodes, presence};
 use crate::error::{AppError, AppResult};
-use chrono::Utc;
+use diesel::dsl::now;
 use diesel::prelude::*;
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -23,8 +23,9 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
 }
 
-fn lease_end(lease: Duration) -> chrono::DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(10))
+/// `now() + lease`, by the database's clock (the one every node's lease is judged by).
+fn lease_end(lease: Duration) -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamptz> {
+    diesel::dsl::sql(&format!("now() + interval '{} milliseconds'", lease.as_millis()))
 }
 
 /// Writes this node's row with a fresh lease.
@@ -40,7 +41,7 @@ pub async fn register(pool: &DbPool, node_id: Uuid, config: &NodeConfig) -> AppR
         .do_update()
         .set((
             nodes::lease_expires_at.eq(lease_end(config.lease)),
-            nodes::heartbeat_at.eq(Utc::now()),
+            nodes::heartbeat_at.eq(now),
         ))
         .execute(&mut conn)
         .await?;
@@ -50,7 +51,6 @@ pub async fn register(pool: &DbPool, node_id: Uuid, config: &NodeConfig) -> AppR
 /// Renews the lease only if it has not already expired; false means it had.
 async fn renew(pool: &DbPool, node_id: Uuid, config: &NodeConfig, connections: i32) -> AppResult<bool> {
     let mut conn = pool.get().await?;
-    let now = Utc::now();
     let renewed = diesel::update(nodes::table.find(node_id).filter(nodes::lease_expires_at.gt(now)))
         .set((
             nodes::lease_expires_at.eq(lease_end(config.lease)),
@@ -68,7 +68,7 @@ pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
     let mut conn = pool.get().await?;
     conn.transaction::<_, AppError, _>(|conn| {
         async move {
-            let dead: Vec<Uuid> = diesel::delete(nodes::table.filter(nodes::lease_expires_at.lt(Utc::now())))
+            let dead: Vec<Uuid> = diesel::delete(nodes::table.filter(nodes::lease_expires_at.lt(now)))
                 .returning(nodes::id)
                 .get_results(conn)
                 .await?;
@@ -163,6 +163,7 @@ pub fn spawn_heartbeat(state: Arc<AppState>) {
                 }
                 Err(err) => tracing::warn!(error = %err, "reaping dead nodes failed"),
             }
+            crate::ai::intent::adopt(&state).await;
         }
     });
 }

@@ -65,17 +65,10 @@ pub async fn writer_loop(
         }
         for (job, outcome) in batch.iter().zip(outcomes) {
             let reference = job.reference.as_deref();
-            if let (Action::Send { body }, Ok(events)) = (&job.action, &outcome)
-                && let Some(id) = events
-                    .iter()
-                    .find(|e| e.kind == "message.created")
-                    .and_then(|e| e.data.pointer("/message/id")?.as_str()?.parse().ok())
+            if let Ok(events) = &outcome
+                && let Some(request) = crate::ai::intent::asked(events)
             {
-                session.do_send(Asked {
-                    message_id: id,
-                    asked_by: job.user_id,
-                    body: body.clone(),
-                });
+                session.do_send(Asked { request });
             }
             let frame = match outcome {
                 Ok(events) => {
@@ -100,7 +93,7 @@ async fn commit(pool: &DbPool, bus: &Bus, session_id: Uuid, batch: &[WriteJob]) 
         async move {
             let mut outcomes = Vec::with_capacity(batch.len());
             for job in batch {
-                match store::apply(conn, session_id, job.user_id, job.action.clone()).await {
+                match store::apply(conn, session_id, job.user_id, job.action.clone(), bus.node_id()).await {
                     Err(err) if err.code == ErrorCode::Internal || err.code == ErrorCode::ServiceUnavailable => {
                         return Err(err);
                     }
