@@ -159,6 +159,12 @@ pub struct Config {
     #[arg(long, env = "AI_OFFLINE_WORD_MS", default_value_t = 30)]
     pub ai_offline_word_ms: u64,
 
+    /// For tests: wait this long before starting each AI reply, in milliseconds (0 = no
+    /// wait). It widens the window between the commit of a question and the start of its
+    /// reply, so a test can kill the node inside it. Never set it in production.
+    #[arg(long, env = "AI_START_DELAY_MS", default_value_t = 0, hide = true)]
+    pub ai_start_delay_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,bedda_collab=debug`.
     #[arg(long, env = "LOG", default_value = "info")]
     pub log: String,

@@ -92,7 +92,7 @@ async fn send_due(
             async move {
                 let rows: Vec<Pending> = email_outbox::table
                     .filter(email_outbox::sent_at.is_null())
-                    .filter(email_outbox::next_attempt_at.le(Utc::now()))
+                    .filter(email_outbox::next_attempt_at.le(diesel::dsl::now))
                     .order(email_outbox::next_attempt_at.asc())
                     .limit(20)
                     .for_update()
@@ -108,7 +108,7 @@ async fn send_due(
                     .await?;
                 let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
                 diesel::update(email_outbox::table.filter(email_outbox::id.eq_any(&ids)))
-                    .set(email_outbox::next_attempt_at.eq(Utc::now() + chrono::Duration::minutes(5)))
+                    .set(email_outbox::next_attempt_at.eq(db_now_plus(5 * 60)))
                     .execute(conn)
                     .await?;
                 Ok(rows)
@@ -148,7 +148,7 @@ async fn send_due(
                     .set((
                         email_outbox::attempts.eq(attempts + 1),
                         email_outbox::last_error.eq(format!("{err:#}")),
-                        email_outbox::next_attempt_at.eq(Utc::now() + chrono::Duration::seconds(delay.min(3600))),
+                        email_outbox::next_attempt_at.eq(db_now_plus(delay.min(3600))),
                     ))
                     .execute(&mut conn)
                     .await?;
@@ -157,4 +157,10 @@ async fn send_due(
         }
     }
     Ok(sent)
+}
+
+/// `now() + seconds`, by the database's clock: claims and retry times are compared with
+/// it by every node's worker, so one node's clock skew cannot move them.
+fn db_now_plus(seconds: i64) -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamptz> {
+    diesel::dsl::sql(&format!("now() + interval '{seconds} seconds'"))
 }

@@ -42,7 +42,7 @@ pub async fn list_nodes(UserAuth(user): UserAuth, state: web::Data<AppState>) ->
     }
     let mut conn = state.pool.get().await?;
     let rows: Vec<NodeView> = nodes::table
-        .filter(nodes::lease_expires_at.gt(Utc::now()))
+        .filter(nodes::lease_expires_at.gt(diesel::dsl::now))
         .order(nodes::started_at.asc())
         .select(NodeView::as_select())
         .load(&mut conn)

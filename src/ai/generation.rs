@@ -1,8 +1,11 @@
 //! The durable side of an AI reply: the assistant message and its `generations` row are
-//! created in one transaction with the `message.created` event; the partial text is
-//! checkpointed while streaming; the end (complete, stopped, failed, interrupted) commits
-//! the final text, model and token usage with a `message.completed` event.
+//! created in one transaction with the `message.created` event, taking the request that
+//! owed the reply (`ai::intent`), or end the reply as failed when it cannot start; the
+//! partial text is checkpointed while streaming; the end (complete, stopped, failed,
+//! interrupted) commits the final text, model and token usage with a `message.completed`
+//! event.
 
+use crate::ai::intent;
 use crate::ai::provider::ChatMessage;
 use crate::cluster::Hub;
 use crate::db::schema::{ai_usage, chat_sessions, generations, messages};
@@ -89,21 +92,25 @@ async fn history(
     Ok(out)
 }
 
-/// Starts a reply to `reply_to` (a user message) on behalf of `asked_by`, run by `node`.
+/// Starts the reply owed by `request` (see `ai::intent`), run by this node, in one
+/// transaction that takes the request: the assistant message, its `generations` row and
+/// its `message.created`. `None` when the request is not this node's to start (any more).
 pub async fn start(
     conn: &mut AsyncPgConnection,
     hub: &Hub,
     session_id: Uuid,
-    reply_to: Uuid,
-    asked_by: Uuid,
+    request: Uuid,
     model: String,
     history_budget: usize,
-) -> AppResult<Committed<Started>> {
+) -> AppResult<Committed<Option<Started>>> {
     let node = hub.bus.node_id().0;
     events::commit(conn, hub, |conn| {
         async move {
+            let Some(request) = intent::take(conn, request, session_id, node).await? else {
+                return Ok((None, Vec::new()));
+            };
             let question: MessageView = messages::table
-                .find(reply_to)
+                .find(request.reply_to)
                 .filter(messages::session_id.eq(session_id))
                 .select(MessageView::as_select())
                 .first(conn)
@@ -111,40 +118,83 @@ pub async fn start(
                 .optional()?
                 .ok_or_else(|| AppError::new(ErrorCode::MessageNotFound, "no such message to answer"))?;
             let history = history(conn, session_id, &question, history_budget).await?;
-            let topic = store::topic(session_id);
-            let seq = events::reserve(conn, &topic, 1).await?;
-            let message: MessageView = diesel::insert_into(messages::table)
-                .values((
-                    messages::id.eq(Uuid::new_v4()),
-                    messages::session_id.eq(session_id),
-                    messages::seq.eq(seq),
-                    messages::role.eq("assistant"),
-                    messages::body.eq(""),
-                    messages::model.eq(&model),
-                    messages::status.eq("streaming"),
-                ))
-                .returning(MessageView::as_returning())
-                .get_result(conn)
-                .await?;
-            diesel::insert_into(generations::table)
-                .values((
-                    generations::message_id.eq(message.id),
-                    generations::session_id.eq(session_id),
-                    generations::reply_to.eq(reply_to),
-                    generations::asked_by.eq(asked_by),
-                    generations::node_id.eq(node),
-                    generations::model.eq(&model),
-                    generations::status.eq("streaming"),
-                ))
-                .execute(conn)
-                .await?;
-            let data = serde_json::json!({ "message": message, "reply_to": reply_to, "asked_by": asked_by });
-            let event = events::insert(conn, &topic, seq, "message.created", data, Some(asked_by)).await?;
-            Ok((Started { message, history }, vec![event]))
+            let (message, event) = open_reply(conn, session_id, &request, node, &model, None).await?;
+            Ok((Some(Started { message, history }), vec![event]))
         }
         .scope_boxed()
     })
     .await
+}
+
+/// Ends the reply owed by `request` as failed before it started, for everyone: the same
+/// events as a reply the provider refused at once (`message.created`, then
+/// `message.completed` with `status: failed` and the reason), in one transaction that takes
+/// the request. `None` when the request is not this node's (any more).
+pub async fn fail_to_start(
+    conn: &mut AsyncPgConnection,
+    hub: &Hub,
+    session_id: Uuid,
+    request: Uuid,
+    model: String,
+    reason: String,
+) -> AppResult<Committed<()>> {
+    let node = hub.bus.node_id().0;
+    events::commit(conn, hub, |conn| {
+        async move {
+            let Some(request) = intent::take(conn, request, session_id, node).await? else {
+                return Ok(((), Vec::new()));
+            };
+            let ending = Ending::Failed(reason);
+            let (message, created) = open_reply(conn, session_id, &request, node, &model, Some(&ending)).await?;
+            let completed = complete_message(conn, session_id, message.id, "", &ending, None).await?;
+            Ok(((), vec![created, completed]))
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// The assistant message of a reply (`streaming`), its `generations` row (`streaming`, or
+/// already ended with `ending`) and its `message.created` event.
+async fn open_reply(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    request: &intent::Request,
+    node: Uuid,
+    model: &str,
+    ending: Option<&Ending>,
+) -> AppResult<(MessageView, Event)> {
+    let topic = store::topic(session_id);
+    let seq = events::reserve(conn, &topic, 1).await?;
+    let message: MessageView = diesel::insert_into(messages::table)
+        .values((
+            messages::id.eq(Uuid::new_v4()),
+            messages::session_id.eq(session_id),
+            messages::seq.eq(seq),
+            messages::role.eq("assistant"),
+            messages::body.eq(""),
+            messages::model.eq(model),
+            messages::status.eq("streaming"),
+        ))
+        .returning(MessageView::as_returning())
+        .get_result(conn)
+        .await?;
+    diesel::insert_into(generations::table)
+        .values((
+            generations::message_id.eq(message.id),
+            generations::session_id.eq(session_id),
+            generations::reply_to.eq(request.reply_to),
+            generations::asked_by.eq(request.asked_by),
+            generations::node_id.eq(node),
+            generations::model.eq(model),
+            generations::status.eq(ending.map_or("streaming", Ending::status)),
+            generations::error.eq(ending.and_then(Ending::error)),
+        ))
+        .execute(conn)
+        .await?;
+    let data = serde_json::json!({ "message": message, "reply_to": request.reply_to, "asked_by": request.asked_by });
+    let event = events::insert(conn, &topic, seq, "message.created", data, request.asked_by).await?;
+    Ok((message, event))
 }
 
 /// Saves the text so far; returns whether someone asked (on any node) to stop.

@@ -5,6 +5,7 @@
 
 pub mod generation;
 pub mod handlers;
+pub mod intent;
 pub mod offline;
 pub mod openai;
 pub mod provider;
@@ -23,6 +24,8 @@ pub struct Ai {
     /// Recent history sent with a question, in (estimated) tokens.
     pub history_tokens: usize,
     pub max_tokens: Option<u32>,
+    /// Test hook (`--ai-start-delay-ms`): wait this long before starting each reply.
+    pub start_delay: Duration,
 }
 
 impl Ai {
@@ -61,6 +64,7 @@ pub fn build(config: &crate::config::Config) -> Ai {
         checkpoint_interval: Duration::from_millis(config.ai_checkpoint_ms),
         history_tokens: config.ai_history_tokens,
         max_tokens: Some(config.ai_max_tokens),
+        start_delay: Duration::from_millis(config.ai_start_delay_ms),
     }
 }
 

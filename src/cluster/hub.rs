@@ -174,6 +174,13 @@ pub trait Room: Send + Sync + 'static {
         Box::pin(async {})
     }
 
+    /// Every heartbeat of this node (after dead nodes were reaped): durable chores such as
+    /// taking over work that no live node will finish.
+    fn heartbeat<'a>(&'a self, hub: &'a Hub) -> BoxFuture<'a, ()> {
+        let _ = hub;
+        Box::pin(async {})
+    }
+
     /// The listener was lost and is back: every active topic catches up from the log.
     fn catch_up_all(&self) {
         self.actors().send_catch_up();
@@ -304,6 +311,13 @@ impl Hub {
         }
         for room in self.rooms.values() {
             room.reaped(self, dead).await;
+        }
+    }
+
+    /// Every room's heartbeat chores.
+    pub async fn heartbeat(&self) {
+        for room in self.rooms.values() {
+            room.heartbeat(self).await;
         }
     }
 

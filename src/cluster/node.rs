@@ -8,7 +8,7 @@ use crate::db::DbPool;
 use crate::db::schema::{nodes, presence};
 use crate::error::{AppError, AppResult};
 use crate::transport::{Connections, NodeId};
-use chrono::Utc;
+use diesel::dsl::now;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use std::sync::Arc;
@@ -24,8 +24,9 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
 }
 
-fn lease_end(lease: Duration) -> chrono::DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(10))
+/// `now() + lease`, by the database's clock (the one every node's lease is judged by).
+fn lease_end(lease: Duration) -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamptz> {
+    diesel::dsl::sql(&format!("now() + interval '{} milliseconds'", lease.as_millis()))
 }
 
 /// Writes this node's row with a fresh lease.
@@ -41,7 +42,7 @@ pub async fn register(pool: &DbPool, node_id: Uuid, config: &NodeConfig) -> AppR
         .do_update()
         .set((
             nodes::lease_expires_at.eq(lease_end(config.lease)),
-            nodes::heartbeat_at.eq(Utc::now()),
+            nodes::heartbeat_at.eq(now),
         ))
         .execute(&mut conn)
         .await?;
@@ -51,7 +52,6 @@ pub async fn register(pool: &DbPool, node_id: Uuid, config: &NodeConfig) -> AppR
 /// Renews the lease only if it has not already expired; false means it had.
 async fn renew(pool: &DbPool, node_id: Uuid, config: &NodeConfig, connections: i32) -> AppResult<bool> {
     let mut conn = pool.get().await?;
-    let now = Utc::now();
     let renewed = diesel::update(nodes::table.find(node_id).filter(nodes::lease_expires_at.gt(now)))
         .set((
             nodes::lease_expires_at.eq(lease_end(config.lease)),
@@ -69,7 +69,7 @@ pub async fn reap(pool: &DbPool) -> AppResult<Vec<Uuid>> {
     let mut conn = pool.get().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         async move {
-            let dead: Vec<Uuid> = diesel::delete(nodes::table.filter(nodes::lease_expires_at.lt(Utc::now())))
+            let dead: Vec<Uuid> = diesel::delete(nodes::table.filter(nodes::lease_expires_at.lt(now)))
                 .returning(nodes::id)
                 .get_results(conn)
                 .await?;
@@ -156,6 +156,7 @@ pub fn spawn_heartbeat(beat: Heartbeat) {
                 }
                 Err(err) => tracing::warn!(error = %err, "reaping dead nodes failed"),
             }
+            hub.heartbeat().await;
         }
     });
 }

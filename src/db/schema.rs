@@ -1,6 +1,18 @@
 //! Table definitions for diesel, matching `migrations/` (kept in the `diesel print-schema` shape).
 
 diesel::table! {
+    ai_requests (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        reply_to -> Uuid,
+        asked_by -> Nullable<Uuid>,
+        node_id -> Uuid,
+        created_at -> Timestamptz,
+        claimed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     ai_usage (workspace_id, user_id, model, day) {
         workspace_id -> Uuid,
         user_id -> Uuid,
@@ -288,6 +300,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(ai_requests -> chat_sessions (session_id));
 diesel::joinable!(api_tokens -> workspaces (workspace_id));
 diesel::joinable!(artifact_snapshots -> artifacts (artifact_id));
 diesel::joinable!(artifact_tokens -> artifacts (artifact_id));
@@ -304,6 +317,7 @@ diesel::joinable!(workspace_members -> users (user_id));
 diesel::joinable!(workspace_members -> workspaces (workspace_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    ai_requests,
     ai_usage,
     generations,
     api_tokens,

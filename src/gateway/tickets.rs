@@ -34,15 +34,18 @@ pub struct ConnectTicket {
 #[post("/ws-tickets")]
 pub async fn create_ticket(UserAuth(user): UserAuth, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     let (ticket, hash) = secrets::generate(SecretKind::ConnectTicket);
-    let expires_at = Utc::now() + chrono::Duration::seconds(TICKET_TTL_SECONDS);
     let mut conn = state.pool.get().await?;
-    diesel::insert_into(connect_tickets::table)
+    // Expiry by the database's clock: another node may redeem it.
+    let expires_at: DateTime<Utc> = diesel::insert_into(connect_tickets::table)
         .values((
             connect_tickets::token_hash.eq(hash),
             connect_tickets::user_id.eq(user.id),
-            connect_tickets::expires_at.eq(expires_at),
+            connect_tickets::expires_at.eq(diesel::dsl::sql(&format!(
+                "now() + interval '{TICKET_TTL_SECONDS} seconds'"
+            ))),
         ))
-        .execute(&mut conn)
+        .returning(connect_tickets::expires_at)
+        .get_result(&mut conn)
         .await?;
     let url = format!("/ws?ticket={ticket}");
     Ok(HttpResponse::Created().json(ConnectTicket {
@@ -61,7 +64,7 @@ pub async fn redeem(conn: &mut AsyncPgConnection, ticket: &str) -> AppResult<Opt
         connect_tickets::table
             .filter(connect_tickets::token_hash.eq(secrets::hash(ticket)))
             .filter(connect_tickets::used_at.is_null())
-            .filter(connect_tickets::expires_at.gt(Utc::now())),
+            .filter(connect_tickets::expires_at.gt(diesel::dsl::now)),
     )
     .set(connect_tickets::used_at.eq(Utc::now()))
     .returning(connect_tickets::user_id)

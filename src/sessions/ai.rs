@@ -4,6 +4,7 @@
 //! end. Chunks from generations on other nodes arrive over the bus.
 
 use crate::ai::generation::{self, Ending};
+use crate::ai::intent;
 use crate::ai::provider::{ChatRequest, StreamEvent};
 use crate::auth::Permission;
 use crate::error::{AppError, ErrorCode};
@@ -42,21 +43,19 @@ fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-/// A committed user message that may ask the AI.
+/// A committed user message asked the AI: its transaction wrote the request
+/// (`ai::intent`) whose id is the question's.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Asked {
-    pub message_id: Uuid,
-    pub asked_by: Uuid,
-    pub body: String,
+    pub request: Uuid,
 }
 
-/// Start a reply to `reply_to`.
+/// Start the reply owed by a request of this session (`ai_requests`) that this node owns.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StartGeneration {
-    pub reply_to: Uuid,
-    pub asked_by: Uuid,
+    pub request: Uuid,
 }
 
 #[derive(Message)]
@@ -153,6 +152,25 @@ impl LiveSession {
         }
     }
 
+    /// A reply that could not start ends as failed, for everyone. If even that cannot be
+    /// written, the request stays in `ai_requests` and this node's heartbeat retries it.
+    fn fail_to_start(&mut self, request: Uuid, model: String, reason: String, ctx: &mut Context<Self>) {
+        let (pool, hub, session_id) = (self.pool.clone(), self.registry.hub(), self.session_id);
+        let fail = async move {
+            let mut conn = pool.get().await?;
+            generation::fail_to_start(&mut conn, &hub, session_id, request, model, reason).await
+        };
+        ctx.spawn(fail.into_actor(self).map(move |result, act, ctx| {
+            match result {
+                Ok(committed) => committed.publish_to(|events| act.accept(events, ctx)),
+                Err(err) => {
+                    tracing::error!(error = %err, %request, "could not record a failed AI reply; it will be retried")
+                }
+            }
+            act.schedule_idle_stop(ctx);
+        }));
+    }
+
     fn cancel_local(&mut self, id: Uuid) {
         if let Some(local) = self.replies.get_mut(&id).and_then(|g| g.local.as_mut())
             && let Some(cancel) = local.cancel.take()
@@ -199,12 +217,7 @@ impl Handler<Asked> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: Asked, ctx: &mut Self::Context) {
-        if crate::ai::asks_ai(&self.ai_mode, &msg.body) {
-            ctx.notify(StartGeneration {
-                reply_to: msg.message_id,
-                asked_by: msg.asked_by,
-            });
-        }
+        ctx.notify(StartGeneration { request: msg.request });
     }
 }
 
@@ -219,20 +232,28 @@ impl Handler<StartGeneration> for LiveSession {
             self.session_id,
             self.ai.history_tokens,
         );
-        let model2 = model.clone();
+        let (model2, delay, request) = (model.clone(), self.ai.start_delay, msg.request);
         let start = async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let mut conn = pool.get().await?;
-            generation::start(&mut conn, &hub, session_id, msg.reply_to, msg.asked_by, model2, budget).await
+            generation::start(&mut conn, &hub, session_id, request, model2, budget).await
         };
         ctx.spawn(start.into_actor(self).map(move |result, act, ctx| {
-            let started = match result {
-                Ok(started) => started,
+            let started = match result.map(|c| c.publish_to(|events| act.accept(events, ctx))) {
+                Ok(Some(started)) => started,
+                Ok(None) => {
+                    // Started (or failed) already, or claimed by another node.
+                    act.schedule_idle_stop(ctx);
+                    return;
+                }
                 Err(err) => {
-                    tracing::warn!(error = %err, "could not start an AI reply");
+                    tracing::warn!(error = %err, %request, "could not start an AI reply; ending it as failed");
+                    act.fail_to_start(request, model, intent::start_failure(&err), ctx);
                     return;
                 }
             };
-            let started = started.publish_to(|events| act.accept(events, ctx));
             let id = started.message.id;
             let (cancel_tx, mut cancel_rx) = oneshot::channel();
             act.ensure_ticking(ctx);
@@ -397,7 +418,7 @@ impl Handler<ControlGeneration> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: ControlGeneration, ctx: &mut Self::Context) {
-        let (pool, session_id) = (self.pool.clone(), self.session_id);
+        let (pool, session_id, node) = (self.pool.clone(), self.session_id, self.bus.node_id());
         let (user, message_id, regenerate) = (msg.user_id, msg.message_id, msg.regenerate);
         let check = async move {
             let mut conn = pool.get().await?;
@@ -412,7 +433,10 @@ impl Handler<ControlGeneration> for LiveSession {
                 access.require_active()?;
                 access.require(Permission::SendMessages)?;
                 let reply_to = reply_to.ok_or_else(not_found)?;
-                return Ok(Some(reply_to));
+                // Durable before the ack: the new reply is owed from here on.
+                let request = Uuid::new_v4();
+                intent::record(&mut conn, request, session_id, reply_to, Some(user), node.0).await?;
+                return Ok(Some(request));
             }
             if asked_by != Some(user) && !access.can(Permission::ManageSessions) {
                 return Err(AppError::forbidden(
@@ -431,10 +455,7 @@ impl Handler<ControlGeneration> for LiveSession {
         ctx.spawn(check.into_actor(self).map(move |result, act, ctx| {
             let reference = msg.reference.as_deref();
             match result {
-                Ok(Some(reply_to)) => ctx.notify(StartGeneration {
-                    reply_to,
-                    asked_by: user,
-                }),
+                Ok(Some(request)) => ctx.notify(StartGeneration { request }),
                 Ok(None) => {
                     // Stop it here if it runs here; otherwise tell the node that runs it.
                     if act.replies.get(&message_id).is_some_and(|g| g.local.is_some()) {

@@ -309,6 +309,7 @@ impl LiveSession {
     fn start_writer(&mut self, ctx: &mut Context<Self>) {
         let writer = SessionWriter {
             session_id: self.session_id,
+            bus: self.bus.clone(),
             topic: self.topic.clone(),
             session: ctx.address(),
         };

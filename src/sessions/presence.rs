@@ -163,7 +163,7 @@ impl LiveSession {
                 Some(state) => {
                     let alive = nodes::table
                         .filter(nodes::id.eq(node_id))
-                        .filter(nodes::lease_expires_at.gt(Utc::now()))
+                        .filter(nodes::lease_expires_at.gt(diesel::dsl::now))
                         .select((
                             session_id.into_sql::<sql_types::Uuid>(),
                             user_id.into_sql::<sql_types::Uuid>(),
@@ -217,7 +217,7 @@ impl LiveSession {
                 .inner_join(nodes::table.on(nodes::id.eq(presence::node_id)))
                 .filter(presence::session_id.eq(session_id))
                 .filter(presence::node_id.ne(node_id))
-                .filter(nodes::lease_expires_at.gt(Utc::now()))
+                .filter(nodes::lease_expires_at.gt(diesel::dsl::now))
                 .select((
                     presence::user_id,
                     presence::node_id,

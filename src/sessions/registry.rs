@@ -66,6 +66,10 @@ impl LiveSessions {
         &self.bus
     }
 
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
     pub fn ai(&self) -> &Arc<Ai> {
         &self.ai
     }
@@ -205,6 +209,11 @@ impl Room for LiveSessions {
                 Err(err) => tracing::warn!(error = %err, "marking interrupted replies failed"),
             }
         })
+    }
+
+    /// Replies owed by requests no live node will start are started here (`ai::intent`).
+    fn heartbeat<'a>(&'a self, hub: &'a Hub) -> BoxFuture<'a, ()> {
+        Box::pin(crate::ai::intent::adopt(hub.get::<LiveSessions>()))
     }
 
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

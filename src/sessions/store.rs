@@ -145,12 +145,14 @@ pub async fn append(
 }
 
 /// Authorizes and applies one action; returns the events it appended (the last one is
-/// the action's own, whose seq is acknowledged).
+/// the action's own, whose seq is acknowledged). A message that asks the AI also records
+/// the request for its reply, owed by `node` (`ai::intent`).
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     session_id: Uuid,
     user_id: Uuid,
     action: Action,
+    node: Uuid,
 ) -> AppResult<Vec<Event>> {
     let access = session_access(conn, session_id, user_id).await?;
     access.require_active()?;
@@ -174,7 +176,11 @@ pub async fn apply(
                 .returning(MessageView::as_returning())
                 .get_result(conn)
                 .await?;
-            let data = serde_json::json!({ "message": message });
+            let asks_ai = crate::ai::intent::decide(conn, session_id, &body).await?;
+            if asks_ai {
+                crate::ai::intent::record(conn, message.id, session_id, message.id, Some(user_id), node).await?;
+            }
+            let data = serde_json::json!({ "message": message, "asks_ai": asks_ai });
             out.push(events::insert(conn, &topic, seq, "message.created", data, Some(user_id)).await?);
         }
         Action::Edit { message_id, body } => {

@@ -1,7 +1,9 @@
 //! What a `LiveSession`'s group-commit writer commits (`events::writer` runs it): each
-//! write is authorized and applied in the group's transaction; after the commit each
-//! writer gets its `ack` (or its error), and a committed question may start an AI reply.
+//! write is authorized and applied in the group's transaction (a question to the AI records
+//! its durable request there too, `ai::intent`); after the commit each writer gets its `ack`
+//! (or its error), and each recorded request starts its reply.
 
+use crate::cluster::Bus;
 use crate::error::AppResult;
 use crate::events::writer::{GroupCommit, Outcome, is_fatal};
 use crate::sessions::ai::Asked;
@@ -11,6 +13,7 @@ use crate::transport::{ClientHandle, ack_frame, error_frame};
 use actix::Addr;
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub struct WriteJob {
@@ -22,6 +25,8 @@ pub struct WriteJob {
 
 pub struct SessionWriter {
     pub session_id: Uuid,
+    /// This node (its id is the owner of the AI requests a message records).
+    pub bus: Arc<Bus>,
     pub topic: String,
     pub session: Addr<LiveSession>,
 }
@@ -37,7 +42,8 @@ impl GroupCommit for SessionWriter {
         Box::pin(async move {
             let mut outcomes = Vec::with_capacity(jobs.len());
             for job in jobs {
-                match store::apply(conn, self.session_id, job.user_id, job.action.clone()).await {
+                let node = self.bus.node_id().0;
+                match store::apply(conn, self.session_id, job.user_id, job.action.clone(), node).await {
                     Err(err) if is_fatal(&err) => return Err(err),
                     outcome => outcomes.push(outcome),
                 }
@@ -49,17 +55,10 @@ impl GroupCommit for SessionWriter {
     fn finish(&self, jobs: Vec<WriteJob>, outcomes: Vec<Outcome>) {
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             let reference = job.reference.as_deref();
-            if let (Action::Send { body }, Ok(events)) = (&job.action, &outcome)
-                && let Some(id) = events
-                    .iter()
-                    .find(|e| e.kind == "message.created")
-                    .and_then(|e| e.data.pointer("/message/id")?.as_str()?.parse().ok())
+            if let Ok(events) = &outcome
+                && let Some(request) = crate::ai::intent::asked(events)
             {
-                self.session.do_send(Asked {
-                    message_id: id,
-                    asked_by: job.user_id,
-                    body: body.clone(),
-                });
+                self.session.do_send(Asked { request });
             }
             let frame = match outcome {
                 Ok(events) => ack_frame(reference, &self.topic, events.last().map(|e| e.seq)),

@@ -2,6 +2,8 @@
 //! format, streamed to every participant, resumable, stoppable, failing cleanly, and
 //! interrupted (not stuck) when the generating node dies.
 
+mod durable;
+
 use crate::common::cluster::{LEASE_MS, Node};
 use crate::common::openai::{FakeOpenAi, PIECES};
 use crate::common::ws::WsClient;

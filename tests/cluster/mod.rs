@@ -2,6 +2,8 @@
 //! events in the same order; nodes die (SIGKILL), listeners get cut, nodes shut down, and
 //! nothing acknowledged is lost or doubled.
 
+mod clock;
+
 use crate::common::cluster::{LEASE_MS, Node};
 use crate::common::ws::{Ended, WsClient};
 use crate::common::*;

@@ -24,7 +24,13 @@ impl std::ops::Deref for Node {
 impl Node {
     /// Starts a node on a free port against `db`, with `extra` flags.
     pub async fn start(db: &TestDb, extra: &[&str]) -> Node {
+        Self::start_with_env(db, extra, &[]).await
+    }
+
+    /// Starts a node with extra environment variables too.
+    pub async fn start_with_env(db: &TestDb, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bedda-collab"))
+            .envs(env.iter().copied())
             .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])
             .args(["--node-lease-ms", &LEASE_MS.to_string(), "--node-heartbeat-ms", "250"])
             .args([
