@@ -11,6 +11,7 @@ use crate::cluster::Hub;
 use crate::db::schema::{ai_usage, chat_sessions, generations, messages};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::{self, Committed, Event};
+use crate::sessions::events::{MessageOrigin, SessionEvent, Usage};
 use crate::sessions::store::{self, MessageView};
 use chrono::Utc;
 use diesel::prelude::*;
@@ -192,8 +193,15 @@ async fn open_reply(
         ))
         .execute(conn)
         .await?;
-    let data = serde_json::json!({ "message": message, "reply_to": request.reply_to, "asked_by": request.asked_by });
-    let event = events::insert(conn, &topic, seq, "message.created", data, request.asked_by).await?;
+    let origin = MessageOrigin::Reply {
+        reply_to: request.reply_to,
+        asked_by: request.asked_by,
+    };
+    let created = SessionEvent::MessageCreated {
+        message: &message,
+        origin,
+    };
+    let event = created.insert(conn, session_id, seq, request.asked_by).await?;
     Ok((message, event))
 }
 
@@ -278,13 +286,16 @@ async fn complete_message(
         .returning(MessageView::as_returning())
         .get_result(conn)
         .await?;
-    let data = serde_json::json!({
-        "message": message,
-        "status": ending.status(),
-        "error": ending.error(),
-        "usage": usage.map(|(p, c)| serde_json::json!({ "prompt_tokens": p, "completion_tokens": c })),
-    });
-    store::append(conn, session_id, "message.completed", data, None).await
+    let completed = SessionEvent::MessageCompleted {
+        message: &message,
+        status: ending.status(),
+        error: ending.error(),
+        usage: usage.map(|(prompt_tokens, completion_tokens)| Usage {
+            prompt_tokens,
+            completion_tokens,
+        }),
+    };
+    completed.append(conn, session_id, None).await
 }
 
 async fn record_usage(

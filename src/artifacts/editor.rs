@@ -8,13 +8,13 @@ use crate::artifacts::registry::Editors;
 use crate::artifacts::store;
 use crate::artifacts::textmerge::{self, Conflict, MergeOutcome, Resolution};
 use crate::auth::Permission;
-use crate::cluster::hub::{CatchUp, Leave, NodeDown, Publish, RecheckAccess, Subscription};
+use crate::cluster::hub::{self, CatchUp, Leave, NodeDown, Publish, RecheckAccess, Subscription};
 use crate::db::DbPool;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::ordered::{self, OrderedActor, OrderedTopic};
 use crate::events::writer::{self, GroupCommit, Outcome, WritesDone};
 use crate::events::{self, Event};
-use crate::transport::{ClientHandle, ConnId, NodeId, ServerFrame, ToClient};
+use crate::transport::{ClientHandle, ConnId, NodeId, ServerFrame, ToClient, error_frame};
 use actix::prelude::*;
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
@@ -148,7 +148,8 @@ pub struct ArtifactEditor {
     ordered: OrderedTopic<Event>,
     since_snapshot: usize,
     clients: HashMap<ConnId, Client>,
-    watchers: HashMap<ConnId, ClientHandle>,
+    /// `/ws` subscribers watching the `saved` watermark, with their user.
+    watchers: HashMap<ConnId, (Uuid, ClientHandle)>,
     awareness: HashMap<yrs::ClientID, AwarenessEntry>,
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     writes_in_flight: usize,
@@ -463,7 +464,7 @@ impl Handler<Subscription> for ArtifactEditor {
             live: None,
         };
         msg.client.frame(subscribed.encode());
-        self.watchers.insert(msg.conn, msg.client);
+        self.watchers.insert(msg.conn, (msg.user_id, msg.client));
     }
 }
 
@@ -514,30 +515,32 @@ impl Handler<RecheckAccess> for ArtifactEditor {
     type Result = ();
 
     fn handle(&mut self, msg: RecheckAccess, ctx: &mut Self::Context) {
-        let targets: Vec<(ConnId, Uuid, Access)> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| msg.0.is_none_or(|u| u == c.user_id))
-            .map(|(id, c)| (*id, c.user_id, c.access))
+        let editing = self.clients.iter().map(|(id, c)| (*id, c.user_id, c.access));
+        let watching = self.watchers.iter().map(|(id, (user, _))| (*id, *user, Access::Read));
+        let targets: Vec<(ConnId, Uuid, Access)> = editing
+            .chain(watching)
+            .filter(|(_, user, _)| msg.0.is_none_or(|u| u == *user))
             .collect();
-        let (pool, id) = (self.pool.clone(), self.artifact_id);
-        let check = async move {
-            let mut conn = pool.get().await?;
-            let mut revoked = Vec::new();
-            for (conn_id, user_id, access) in targets {
-                match store::authorize_user(&mut conn, user_id, id, access.permission()).await {
-                    Ok(_) => {}
-                    Err(e) if e.code == ErrorCode::Internal || e.code == ErrorCode::ServiceUnavailable => {
-                        return Err(e);
-                    }
-                    Err(_) => revoked.push(conn_id),
-                }
-            }
-            Ok::<_, AppError>(revoked)
-        };
+        let id = self.artifact_id;
+        let check = hub::revoked(self.pool.clone(), targets, move |conn, user_id, access| {
+            Box::pin(async move {
+                store::authorize_user(conn, user_id, id, access.permission())
+                    .await
+                    .map(drop)
+            })
+        });
         ctx.spawn(check.into_actor(self).map(|result, act, ctx| match result {
             Ok(revoked) => {
                 for conn_id in revoked {
+                    if let Some((_, watcher)) = act.watchers.remove(&conn_id) {
+                        let err = AppError::new(ErrorCode::AccessRevoked, "your access to this artifact was revoked");
+                        watcher.frame(error_frame(None, Some(&act.topic), &err));
+                        watcher.do_send(ToClient::Dropped {
+                            topic: act.topic.clone(),
+                        });
+                        act.schedule_idle_stop(ctx);
+                        continue;
+                    }
                     if let Some(client) = act.clients.get(&conn_id) {
                         let reason = "your access to this artifact was revoked".to_owned();
                         client.handle.do_send(ToClient::Close {
@@ -651,7 +654,7 @@ impl OrderedActor for ArtifactEditor {
             seq: self.ordered.last_seq(),
         }
         .encode();
-        for watcher in self.watchers.values() {
+        for (_, watcher) in self.watchers.values() {
             watcher.frame(saved.clone());
         }
         if self.since_snapshot >= COMPACT_EVERY {

@@ -15,6 +15,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::transport::{ClientHandle, ConnId, NodeId, Topic};
 use actix::prelude::*;
+use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 use std::any::Any;
 use std::collections::HashMap;
@@ -73,6 +74,26 @@ pub struct CatchUp;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RecheckAccess(pub Option<Uuid>);
+
+/// The one live access re-check: `check` each subscriber (connection, user, what they hold)
+/// in turn on one pooled connection; returns the connections whose access is gone. Database
+/// trouble ends the check with an error, and nobody is cut off for it.
+pub async fn revoked<T: Send + 'static>(
+    pool: DbPool,
+    targets: Vec<(ConnId, Uuid, T)>,
+    check: impl for<'c> Fn(&'c mut AsyncPgConnection, Uuid, T) -> BoxFuture<'c, AppResult<()>>,
+) -> AppResult<Vec<ConnId>> {
+    let mut conn = pool.get().await?;
+    let mut revoked = Vec::new();
+    for (conn_id, user_id, held) in targets {
+        match check(&mut conn, user_id, held).await {
+            Ok(()) => {}
+            Err(err) if crate::events::writer::is_fatal(&err) => return Err(err),
+            Err(_) => revoked.push(conn_id),
+        }
+    }
+    Ok(revoked)
+}
 
 /// A room's running topic actors, as the hub's defaults reach them: a `Directory` of an
 /// actor that handles the four messages above.

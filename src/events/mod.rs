@@ -53,6 +53,23 @@ impl SharedEvent {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Serialize)]
+    #[serde(tag = "kind", content = "data")]
+    enum Sample {
+        #[serde(rename = "thing.done")]
+        Done { id: u32 },
+    }
+
+    #[test]
+    fn a_typed_payload_splits_into_kind_and_data() {
+        let (kind, data) = super::parts(&Sample::Done { id: 7 }).unwrap();
+        assert_eq!(kind, "thing.done");
+        assert_eq!(data, serde_json::json!({ "id": 7 }));
+    }
+}
+
 #[derive(QueryableByName)]
 struct LastSeq {
     #[diesel(sql_type = BigInt)]
@@ -72,6 +89,19 @@ pub async fn reserve(conn: &mut AsyncPgConnection, topic: &str, n: i64) -> AppRe
     .get_result(conn)
     .await?;
     Ok(row.last_seq - n + 1)
+}
+
+/// A typed event payload's kind and data: the payload serializes adjacently tagged
+/// (`#[serde(tag = "kind", content = "data")]`), as each room's event enum does.
+pub fn parts(payload: &impl Serialize) -> AppResult<(String, serde_json::Value)> {
+    let mut value = serde_json::to_value(payload).map_err(crate::error::AppError::internal)?;
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| crate::error::AppError::internal(anyhow::anyhow!("an event payload without a kind")))?;
+    let data = value.get_mut("data").map(serde_json::Value::take).unwrap_or_default();
+    Ok((kind, data))
 }
 
 /// Appends one event at the topic's next seq.

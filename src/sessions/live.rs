@@ -6,7 +6,7 @@
 
 use crate::ai::Ai;
 use crate::cluster::Bus;
-use crate::cluster::hub::{Leave, Publish, RecheckAccess, Subscription, TopicAction};
+use crate::cluster::hub::{self, Leave, Publish, RecheckAccess, Subscription, TopicAction};
 use crate::db::DbPool;
 use crate::error::{AppError, ErrorCode};
 use crate::events::ordered::{self, OrderedActor, OrderedTopic};
@@ -517,27 +517,16 @@ impl Handler<RecheckAccess> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: RecheckAccess, ctx: &mut Self::Context) {
-        let targets: Vec<(ConnId, Uuid)> = self
+        let targets: Vec<(ConnId, Uuid, ())> = self
             .subscribers
             .iter()
             .filter(|(_, s)| msg.0.is_none_or(|u| u == s.user_id))
-            .map(|(c, s)| (*c, s.user_id))
+            .map(|(c, s)| (*c, s.user_id, ()))
             .collect();
-        let (pool, session_id) = (self.pool.clone(), self.session_id);
-        let check = async move {
-            let mut revoked = Vec::new();
-            let mut conn = pool.get().await?;
-            for (conn_id, user_id) in targets {
-                match session_access(&mut conn, session_id, user_id).await {
-                    Ok(_) => {}
-                    Err(err) if err.code == ErrorCode::Internal || err.code == ErrorCode::ServiceUnavailable => {
-                        return Err(err);
-                    }
-                    Err(_) => revoked.push(conn_id),
-                }
-            }
-            Ok::<_, AppError>(revoked)
-        };
+        let session_id = self.session_id;
+        let check = hub::revoked(self.pool.clone(), targets, move |conn, user_id, ()| {
+            Box::pin(async move { session_access(conn, session_id, user_id).await.map(drop) })
+        });
         ctx.spawn(check.into_actor(self).map(|result, act, ctx| {
             let revoked = match result {
                 Ok(revoked) => revoked,

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod ai;
+pub mod events;
 pub mod handlers;
 pub mod live;
 pub mod presence;

@@ -353,6 +353,53 @@ async fn a_json_subscriber_sees_the_durable_watermark_after_commits() {
 }
 
 #[actix_web::test]
+async fn a_json_watcher_who_loses_access_is_cut_off() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Docs").await;
+    let viewer = app.add_member(&owner, ws, "viewer", "viewer").await;
+    let id = artifact(&app, &owner, ws, "").await;
+    let topic = format!("artifact:{id}");
+
+    let mut watcher = app.ws(&viewer).await;
+    watcher
+        .send(json!({ "type": "subscribe", "ref": "w", "topic": topic }))
+        .await;
+    watcher.next_of("subscribed").await;
+    let mut owners = app.ws(&owner).await;
+    owners
+        .send(json!({ "type": "subscribe", "ref": "o", "topic": topic }))
+        .await;
+    owners.next_of("subscribed").await;
+    let (status, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/workspaces/{ws}/members/{}", viewer.id),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let revoked = watcher.next_of("error").await;
+    assert_eq!(
+        (revoked["code"].as_str(), revoked["topic"].as_str()),
+        (Some("access_revoked"), Some(topic.as_str()))
+    );
+
+    // The subscription is gone: an edit (saved, as the owner's watcher sees) sends it no
+    // `saved`, and unsubscribing says so.
+    let mut editor = app.yclient(&owner, id, "write").await;
+    editor.append("after the removal").await;
+    owners.next_of("saved").await;
+    watcher
+        .send(json!({ "type": "unsubscribe", "ref": "u", "topic": topic }))
+        .await;
+    let answer = watcher.until(|f| f["ref"] == "u").await;
+    assert!(answer.iter().all(|f| f["type"] != "saved"), "{answer:?}");
+    assert_eq!(answer.last().unwrap()["code"], "not_subscribed", "{answer:?}");
+}
+
+#[actix_web::test]
 async fn the_update_log_is_compacted_into_a_snapshot_and_still_loads() {
     let app = spawn_app_with(|c| c.ws_frames_per_second = 10_000).await;
     let owner = app.register("owner").await;
