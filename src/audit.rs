@@ -1,6 +1,9 @@
 //! The audit log: one row per mutation, written in the mutation's own transaction, and
 //! `GET /api/workspaces/{id}/audit` to read it.
 
+use crate::feature::Feature;
+use crate::routes;
+
 use crate::auth::{Auth, Permission, Principal, RequestMeta, authorize};
 use crate::db::schema::{audit_log, users};
 use crate::error::{AppError, AppResult};
@@ -194,11 +197,4 @@ pub async fn list_audit(
 }
 
 /// The audit log.
-pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
-    name: "audit",
-    api: |cfg| {
-        cfg.service(list_audit);
-    },
-    room: None,
-    public: crate::feature::none,
-};
+pub const FEATURE: Feature = Feature::new("audit", routes! { list_audit });

@@ -32,3 +32,38 @@ pub struct Feature {
 
 /// For a feature without routes of that kind.
 pub fn none<T: ?Sized>(_: &mut T) {}
+
+impl Feature {
+    /// A feature with `/api` routes only.
+    pub const fn new(name: &'static str, api: fn(&mut ServiceConfig)) -> Self {
+        Self {
+            name,
+            api,
+            room: None,
+            public: none,
+        }
+    }
+
+    /// … that serves a topic kind with this room.
+    pub const fn room(self, build: BuildRoom) -> Self {
+        Self {
+            room: Some(build),
+            ..self
+        }
+    }
+
+    /// … with routes outside `/api`.
+    pub const fn public(self, public: fn(&mut actix_web::web::ServiceConfig)) -> Self {
+        Self { public, ..self }
+    }
+}
+
+/// A feature's `/api` routes: each handler registered once, with its OpenAPI path.
+#[macro_export]
+macro_rules! routes {
+    ($($handler:path),* $(,)?) => {
+        |cfg: &mut utoipa_actix_web::service_config::ServiceConfig| {
+            $(cfg.service($handler);)*
+        }
+    };
+}

@@ -2,13 +2,7 @@
 
 pub mod nodes;
 
-use crate::feature::{Feature, none};
+use crate::feature::Feature;
+use crate::routes;
 
-pub const FEATURE: Feature = Feature {
-    name: "admin",
-    api: |cfg| {
-        cfg.service(nodes::list_nodes);
-    },
-    room: None,
-    public: none,
-};
+pub const FEATURE: Feature = Feature::new("admin", routes! { nodes::list_nodes });

@@ -3,6 +3,9 @@
 //! usage), and the model list endpoint. The streaming itself runs in the session actor
 //! (`sessions::ai`).
 
+use crate::feature::Feature;
+use crate::routes;
+
 pub mod generation;
 pub mod handlers;
 pub mod intent;
@@ -90,14 +93,7 @@ fn mentions_ai(body: &str) -> bool {
 }
 
 /// Models and usage.
-pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
-    name: "ai",
-    api: |cfg| {
-        cfg.service(handlers::list_models).service(handlers::workspace_usage);
-    },
-    room: None,
-    public: crate::feature::none,
-};
+pub const FEATURE: Feature = Feature::new("ai", routes! { handlers::list_models, handlers::workspace_usage });
 
 #[cfg(test)]
 mod tests {

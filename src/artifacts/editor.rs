@@ -12,14 +12,13 @@ use crate::cluster::hub::{self, CatchUp, Leave, NodeDown, Publish, RecheckAccess
 use crate::db::DbPool;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::ordered::{self, OrderedActor, OrderedTopic};
-use crate::events::writer::{self, GroupCommit, Outcome, WritesDone};
+use crate::events::writer::{self, GroupCommit, Outcome, WritesDone, Written};
 use crate::events::{self, Event};
 use crate::transport::{ClientHandle, ConnId, NodeId, ServerFrame, ToClient, error_frame};
 use actix::prelude::*;
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
 use diesel_async::AsyncPgConnection;
-use futures_util::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -696,11 +695,7 @@ struct UpdateWriter {
 impl GroupCommit for UpdateWriter {
     type Job = WriteJob;
 
-    fn write<'c>(
-        &'c self,
-        conn: &'c mut AsyncPgConnection,
-        jobs: &'c [WriteJob],
-    ) -> BoxFuture<'c, AppResult<Vec<Outcome>>> {
+    fn write<'c>(&'c self, conn: &'c mut AsyncPgConnection, jobs: &'c [WriteJob]) -> Written<'c> {
         Box::pin(async move {
             let first = events::reserve(conn, &self.topic, jobs.len() as i64).await?;
             let rows = jobs

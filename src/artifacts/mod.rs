@@ -1,6 +1,9 @@
 //! Collaborative artifacts: Yjs documents edited live over the y-websocket protocol, with
 //! a durable update log, snapshots, versions, diffs, reverts, branches and merges.
 
+use crate::feature::Feature;
+use crate::routes;
+
 pub mod edit;
 pub mod editor;
 pub mod handlers;
@@ -11,25 +14,16 @@ pub mod textmerge;
 pub mod versions;
 
 /// Artifacts: REST, versions, the y-websocket endpoint and the `artifact` room.
-pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
-    name: "artifacts",
-    api: |cfg| {
-        cfg.service(handlers::create_artifact)
-            .service(handlers::list_artifacts)
-            .service(handlers::get_artifact)
-            .service(handlers::rename_artifact)
-            .service(handlers::delete_artifact)
-            .service(handlers::create_connect_token)
-            .service(versions::save_version)
-            .service(versions::list_versions)
-            .service(versions::get_version)
-            .service(versions::diff_versions)
-            .service(versions::revert_version)
-            .service(versions::create_branch)
-            .service(versions::merge_branch);
+pub const FEATURE: Feature = Feature::new(
+    "artifacts",
+    routes! {
+        handlers::create_artifact, handlers::list_artifacts, handlers::get_artifact, handlers::rename_artifact,
+        handlers::delete_artifact, handlers::create_connect_token,
+        versions::save_version, versions::list_versions, versions::get_version, versions::diff_versions,
+        versions::revert_version, versions::create_branch, versions::merge_branch,
     },
-    room: Some(registry::Editors::build),
-    public: |cfg| {
-        cfg.route("/ws/artifacts/{id}", actix_web::web::get().to(socket::connect));
-    },
-};
+)
+.room(registry::Editors::build)
+.public(|cfg| {
+    cfg.route("/ws/artifacts/{id}", actix_web::web::get().to(socket::connect));
+});

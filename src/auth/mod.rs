@@ -1,6 +1,9 @@
 //! Accounts and credentials: registration, login sessions, the bearer-token middleware,
 //! the permission catalogue and the `authorize` check.
 
+use crate::feature::Feature;
+use crate::routes;
+
 pub mod authorize;
 pub mod handlers;
 pub mod permissions;
@@ -13,14 +16,7 @@ pub use permissions::{Permission, PermissionSet, Role};
 pub use principal::{Auth, Principal, RequestMeta, UserAuth};
 
 /// Accounts and login sessions.
-pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
-    name: "accounts",
-    api: |cfg| {
-        cfg.service(handlers::register)
-            .service(handlers::login)
-            .service(handlers::logout)
-            .service(handlers::me);
-    },
-    room: None,
-    public: crate::feature::none,
-};
+pub const FEATURE: Feature = Feature::new(
+    "accounts",
+    routes! { handlers::register, handlers::login, handlers::logout, handlers::me },
+);

@@ -86,16 +86,23 @@ async fn listen(hub: &Arc<Hub>, database_url: &str, first: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// A notice from another node (our own were handled when they were sent).
+fn foreign<T: serde::de::DeserializeOwned>(hub: &Hub, payload: &str, node: impl Fn(&T) -> NodeId) -> Option<T> {
+    match serde_json::from_str::<T>(payload) {
+        Ok(notice) => (node(&notice) != hub.bus.node_id()).then_some(notice),
+        Err(err) => {
+            tracing::warn!(error = %err, "unreadable notice on the bus");
+            None
+        }
+    }
+}
+
 fn route(hub: &Arc<Hub>, channel: &str, payload: &str) {
     match channel {
         EVENTS_CHANNEL => {
-            let Ok(notice) = serde_json::from_str::<EventsNotice>(payload) else {
-                tracing::warn!("unreadable events notice");
+            let Some(notice) = foreign(hub, payload, |n: &EventsNotice| n.node) else {
                 return;
             };
-            if notice.node == hub.bus.node_id() {
-                return;
-            }
             for topic in notice.topics {
                 if !hub.is_active(&topic.topic) {
                     continue;
@@ -120,13 +127,9 @@ fn route(hub: &Arc<Hub>, channel: &str, payload: &str) {
             }
         }
         EPHEMERAL_CHANNEL => {
-            let Ok(notice) = serde_json::from_str::<EphemeralNotice>(payload) else {
-                tracing::warn!("unreadable ephemeral notice");
+            let Some(notice) = foreign(hub, payload, |n: &EphemeralNotice| n.node) else {
                 return;
             };
-            if notice.node == hub.bus.node_id() {
-                return;
-            }
             for item in notice.items {
                 match item {
                     Ephemeral::NodeDown { node } => hub.node_down(node),

@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 /// A write's outcome: the events it committed, or why it was refused.
 pub type Outcome = AppResult<Vec<Event>>;
 
+/// What [`GroupCommit::write`] returns: each job's outcome, or the group's failure.
+pub type Written<'c> = BoxFuture<'c, AppResult<Vec<Outcome>>>;
+
 /// What a topic's writes are and how they are told their outcome.
 pub trait GroupCommit: Send + Sync + 'static {
     type Job: Send + Sync + 'static;

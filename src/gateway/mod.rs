@@ -3,6 +3,9 @@
 //! starts a connection actor. actix-web-actors is deprecated upstream in favour of
 //! actix-ws; it is used only inside this module so it can be swapped.
 
+use crate::feature::Feature;
+use crate::routes;
+
 pub mod connection;
 pub mod protocol;
 pub mod tickets;
@@ -126,13 +129,6 @@ impl Stream for Counted {
 }
 
 /// The `/ws` endpoint and its connect tickets.
-pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
-    name: "gateway",
-    api: |cfg| {
-        cfg.service(tickets::create_ticket);
-    },
-    room: None,
-    public: |cfg| {
-        cfg.route("/ws", web::get().to(connect));
-    },
-};
+pub const FEATURE: Feature = Feature::new("gateway", routes! { tickets::create_ticket }).public(|cfg| {
+    cfg.route("/ws", web::get().to(connect));
+});

@@ -1,6 +1,9 @@
 //! Live chat sessions: REST management, the per-session `LiveSession` actor, the
 //! durable writes behind it, and the registry of running actors.
 
+use crate::feature::Feature;
+use crate::routes;
+
 pub mod access;
 pub mod ai;
 pub mod events;
@@ -13,20 +16,12 @@ pub mod store;
 pub mod writer;
 
 /// Live chat sessions: REST and the `session` room.
-pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
-    name: "sessions",
-    api: |cfg| {
-        cfg.service(handlers::create_session)
-            .service(handlers::list_sessions)
-            .service(handlers::get_session)
-            .service(handlers::update_session)
-            .service(handlers::archive_session)
-            .service(handlers::unarchive_session)
-            .service(handlers::list_participants)
-            .service(handlers::add_participant)
-            .service(handlers::remove_participant)
-            .service(handlers::list_messages);
+pub const FEATURE: Feature = Feature::new(
+    "sessions",
+    routes! {
+        handlers::create_session, handlers::list_sessions, handlers::get_session, handlers::update_session,
+        handlers::archive_session, handlers::unarchive_session, handlers::list_participants,
+        handlers::add_participant, handlers::remove_participant, handlers::list_messages,
     },
-    room: Some(registry::LiveSessions::build),
-    public: crate::feature::none,
-};
+)
+.room(registry::LiveSessions::build);

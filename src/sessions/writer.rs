@@ -4,15 +4,13 @@
 //! (or its error), and each recorded request starts its reply.
 
 use crate::cluster::Bus;
-use crate::error::AppResult;
-use crate::events::writer::{GroupCommit, Outcome, is_fatal};
+use crate::events::writer::{GroupCommit, Outcome, Written, is_fatal};
 use crate::sessions::ai::Asked;
 use crate::sessions::live::LiveSession;
 use crate::sessions::store::{self, Action};
 use crate::transport::{ClientHandle, ack_frame, error_frame};
 use actix::Addr;
 use diesel_async::AsyncPgConnection;
-use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -34,11 +32,7 @@ pub struct SessionWriter {
 impl GroupCommit for SessionWriter {
     type Job = WriteJob;
 
-    fn write<'c>(
-        &'c self,
-        conn: &'c mut AsyncPgConnection,
-        jobs: &'c [WriteJob],
-    ) -> BoxFuture<'c, AppResult<Vec<Outcome>>> {
+    fn write<'c>(&'c self, conn: &'c mut AsyncPgConnection, jobs: &'c [WriteJob]) -> Written<'c> {
         Box::pin(async move {
             let mut outcomes = Vec::with_capacity(jobs.len());
             for job in jobs {

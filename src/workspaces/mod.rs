@@ -1,6 +1,9 @@
 //! Workspaces and everything about membership: the workspace itself, members and their
 //! roles and custom permissions, invitations, API tokens.
 
+use crate::feature::Feature;
+use crate::routes;
+
 pub mod api_tokens;
 pub mod handlers;
 pub mod invitations;
@@ -42,28 +45,15 @@ pub fn parse_grantable(field: &str, names: &[String]) -> AppResult<crate::auth::
 }
 
 /// Workspaces, members, invitations and API tokens.
-pub const FEATURE: crate::feature::Feature = crate::feature::Feature {
-    name: "workspaces",
-    api: |cfg| {
-        cfg.service(handlers::get_catalogue)
-            .service(handlers::create_workspace)
-            .service(handlers::list_workspaces)
-            .service(handlers::get_workspace)
-            .service(handlers::update_workspace)
-            .service(handlers::delete_workspace)
-            .service(members::list_members)
-            .service(members::update_member)
-            .service(members::set_member_permissions)
-            .service(members::remove_member)
-            .service(members::leave_workspace)
-            .service(invitations::create_invitation)
-            .service(invitations::list_invitations)
-            .service(invitations::revoke_invitation)
-            .service(invitations::accept_invitation)
-            .service(api_tokens::create_api_token)
-            .service(api_tokens::list_api_tokens)
-            .service(api_tokens::revoke_api_token);
+pub const FEATURE: Feature = Feature::new(
+    "workspaces",
+    routes! {
+        handlers::get_catalogue, handlers::create_workspace, handlers::list_workspaces, handlers::get_workspace,
+        handlers::update_workspace, handlers::delete_workspace,
+        members::list_members, members::update_member, members::set_member_permissions, members::remove_member,
+        members::leave_workspace,
+        invitations::create_invitation, invitations::list_invitations, invitations::revoke_invitation,
+        invitations::accept_invitation,
+        api_tokens::create_api_token, api_tokens::list_api_tokens, api_tokens::revoke_api_token,
     },
-    room: None,
-    public: crate::feature::none,
-};
+);
