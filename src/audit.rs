@@ -4,14 +4,17 @@
 use crate::feature::Feature;
 use crate::routes;
 
-use crate::auth::{Auth, Permission, Principal, RequestMeta, authorize};
+use crate::api::{Call, Reply};
+use crate::auth::{Permission, Principal, RequestMeta, Role};
 use crate::db::schema::{audit_log, users};
-use crate::error::{AppError, AppResult};
-use crate::state::AppState;
-use actix_web::{HttpResponse, get, web};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::pagination::Limit;
+use actix_web::web::{Path, Query};
+use actix_web::{HttpResponse, get};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedBoxFuture;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -44,13 +47,169 @@ impl Actor {
     }
 }
 
+/// An audited action: its wire name (the `action` column, declared here once), what it was
+/// done to (the fields marked `skip`), and the details the row keeps (the other fields).
+#[derive(Debug, Serialize)]
+#[serde(tag = "action")]
+pub enum Action {
+    #[serde(rename = "user.register")]
+    UserRegister {
+        #[serde(skip)]
+        user: Uuid,
+    },
+    #[serde(rename = "user.login")]
+    UserLogin {
+        #[serde(skip)]
+        user: Uuid,
+    },
+    #[serde(rename = "workspace.create")]
+    WorkspaceCreate {
+        #[serde(skip)]
+        workspace: Uuid,
+        name: String,
+    },
+    #[serde(rename = "workspace.rename")]
+    WorkspaceRename {
+        #[serde(skip)]
+        workspace: Uuid,
+        from: String,
+        to: String,
+    },
+    #[serde(rename = "workspace.delete")]
+    WorkspaceDelete {
+        #[serde(skip)]
+        workspace: Uuid,
+        name: String,
+    },
+    #[serde(rename = "member.role_change")]
+    MemberRoleChange {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        user: Uuid,
+        from: Role,
+        to: Role,
+    },
+    #[serde(rename = "member.permissions")]
+    MemberPermissions {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        user: Uuid,
+        granted: Vec<String>,
+        revoked: Vec<String>,
+        previous_granted: Vec<String>,
+        previous_revoked: Vec<String>,
+    },
+    #[serde(rename = "member.remove")]
+    MemberRemove {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        user: Uuid,
+        role: Role,
+    },
+    #[serde(rename = "member.leave")]
+    MemberLeave {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        user: Uuid,
+        role: Role,
+    },
+    #[serde(rename = "invitation.create")]
+    InvitationCreate {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        invitation: Uuid,
+        email: String,
+        role: Role,
+        permissions: Vec<String>,
+    },
+    #[serde(rename = "invitation.revoke")]
+    InvitationRevoke {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        invitation: Uuid,
+        email: String,
+    },
+    #[serde(rename = "invitation.accept")]
+    InvitationAccept {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        invitation: Uuid,
+        role: Role,
+    },
+    #[serde(rename = "api_token.create")]
+    ApiTokenCreate {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        token: Uuid,
+        name: String,
+        permissions: Vec<String>,
+    },
+    #[serde(rename = "api_token.revoke")]
+    ApiTokenRevoke {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        token: Uuid,
+    },
+}
+
+impl Action {
+    /// The workspace it happened in; account actions have none.
+    fn workspace(&self) -> Option<Uuid> {
+        use Action::*;
+        match *self {
+            UserRegister { .. } | UserLogin { .. } => None,
+            WorkspaceCreate { workspace, .. }
+            | WorkspaceRename { workspace, .. }
+            | WorkspaceDelete { workspace, .. }
+            | MemberRoleChange { workspace, .. }
+            | MemberPermissions { workspace, .. }
+            | MemberRemove { workspace, .. }
+            | MemberLeave { workspace, .. }
+            | InvitationCreate { workspace, .. }
+            | InvitationRevoke { workspace, .. }
+            | InvitationAccept { workspace, .. }
+            | ApiTokenCreate { workspace, .. }
+            | ApiTokenRevoke { workspace, .. } => Some(workspace),
+        }
+    }
+
+    /// What it was done to: the target type and id.
+    fn target(&self) -> (&'static str, Uuid) {
+        use Action::*;
+        match *self {
+            WorkspaceCreate { workspace, .. }
+            | WorkspaceRename { workspace, .. }
+            | WorkspaceDelete { workspace, .. } => ("workspace", workspace),
+            UserRegister { user }
+            | UserLogin { user }
+            | MemberRoleChange { user, .. }
+            | MemberPermissions { user, .. }
+            | MemberRemove { user, .. }
+            | MemberLeave { user, .. } => ("user", user),
+            InvitationCreate { invitation, .. }
+            | InvitationRevoke { invitation, .. }
+            | InvitationAccept { invitation, .. } => ("invitation", invitation),
+            ApiTokenCreate { token, .. } | ApiTokenRevoke { token, .. } => ("api_token", token),
+        }
+    }
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = audit_log)]
 struct NewAuditRow<'a> {
     workspace_id: Option<Uuid>,
     actor_user_id: Option<Uuid>,
     actor_token_id: Option<Uuid>,
-    action: &'a str,
+    action: String,
     target_type: &'a str,
     target_id: String,
     details: serde_json::Value,
@@ -59,22 +218,23 @@ struct NewAuditRow<'a> {
 }
 
 /// Appends one audit row; call it inside the transaction of the change it records.
-pub async fn record(
-    conn: &mut AsyncPgConnection,
-    actor: &Actor,
-    workspace_id: Option<Uuid>,
-    action: &str,
-    target: (&str, String),
-    details: serde_json::Value,
-) -> AppResult<()> {
+pub async fn record(conn: &mut AsyncPgConnection, actor: &Actor, action: Action) -> AppResult<()> {
+    let (target_type, target_id) = action.target();
+    let workspace_id = action.workspace();
+    // The tag is the action's name; the other fields are its details.
+    let mut details = serde_json::to_value(&action).map_err(AppError::internal)?;
+    let name = details.as_object_mut().and_then(|fields| fields.remove("action"));
+    let Some(serde_json::Value::String(name)) = name else {
+        return Err(AppError::internal(anyhow::anyhow!("audit action without a name")));
+    };
     diesel::insert_into(audit_log::table)
         .values(NewAuditRow {
             workspace_id,
             actor_user_id: actor.user_id,
             actor_token_id: actor.token_id,
-            action,
-            target_type: target.0,
-            target_id: target.1,
+            action: name,
+            target_type,
+            target_id: target_id.to_string(),
             details,
             ip: actor.ip.as_deref(),
             user_agent: actor.user_agent.as_deref(),
@@ -84,8 +244,34 @@ pub async fn record(
     Ok(())
 }
 
-/// One audit entry.
+/// Runs `work` in a transaction together with the audit row of the action it returns: the
+/// usual shape of an audited change.
+pub async fn commit<'a, T, F>(conn: &mut AsyncPgConnection, actor: &'a Actor, work: F) -> AppResult<T>
+where
+    F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, AppResult<(Action, T)>> + Send + 'a,
+    T: Send + 'a,
+{
+    conn.transaction::<_, AppError, _>(async |conn| {
+        async move {
+            let (action, value) = work(conn).await?;
+            record(conn, actor, action).await?;
+            Ok(value)
+        }
+        .await
+    })
+    .await
+}
+
+/// A page of audit entries, newest first.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// One audit entry.
+#[derive(Debug, Serialize, Deserialize, Queryable, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub action: String,
@@ -100,14 +286,6 @@ pub struct AuditEntry {
     pub created_at: DateTime<Utc>,
 }
 
-/// A page of audit entries, newest first.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-    /// Pass as `before` to get the next (older) page; absent on the last page.
-    pub next_before: Option<i64>,
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct AuditQuery {
     /// Only entries with an id below this one.
@@ -116,44 +294,20 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
 }
 
-type AuditRow = (
-    i64,
-    String,
-    String,
-    String,
-    Option<Uuid>,
-    Option<String>,
-    Option<Uuid>,
-    serde_json::Value,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-);
-
 /// `GET /api/workspaces/{id}/audit` — the workspace's audit log, newest first.
 #[utoipa::path(
     tag = "audit",
     params(("id" = Uuid, Path, description = "workspace id"), AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 403, body = crate::error::ErrorBody)),
+    responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]
 #[get("/workspaces/{id}/audit")]
-pub async fn list_audit(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    query: web::Query<AuditQuery>,
-) -> AppResult<HttpResponse> {
-    let workspace_id = path.into_inner();
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AppError::validation("`limit` must be between 1 and 200"));
-    }
-    let mut conn = state.pool.get().await?;
-    authorize(&mut conn, &principal, workspace_id, Permission::ViewAuditLog).await?;
+pub async fn list_audit(call: Call, path: Path<Uuid>, query: Query<AuditQuery>) -> Reply {
+    let limit = Limit::parse(query.limit)?;
+    let (mut conn, _) = call.authorized(*path, Permission::ViewAuditLog).await?;
     let mut q = audit_log::table
         .left_join(users::table.on(users::id.nullable().eq(audit_log::actor_user_id)))
-        .filter(audit_log::workspace_id.eq(workspace_id))
+        .filter(audit_log::workspace_id.eq(*path))
         .select((
             audit_log::id,
             audit_log::action,
@@ -168,30 +322,12 @@ pub async fn list_audit(
             audit_log::created_at,
         ))
         .order(audit_log::id.desc())
-        .limit(limit + 1)
+        .limit(limit.probe())
         .into_boxed();
     if let Some(before) = query.before {
         q = q.filter(audit_log::id.lt(before));
     }
-    let mut rows: Vec<AuditRow> = q.load(&mut conn).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let entries: Vec<AuditEntry> = rows
-        .into_iter()
-        .map(|r| AuditEntry {
-            id: r.0,
-            action: r.1,
-            target_type: r.2,
-            target_id: r.3,
-            actor_user_id: r.4,
-            actor_display_name: r.5,
-            actor_token_id: r.6,
-            details: r.7,
-            ip: r.8,
-            user_agent: r.9,
-            created_at: r.10,
-        })
-        .collect();
+    let (entries, more) = limit.page(q.load::<AuditEntry>(&mut conn).await?);
     let next_before = if more { entries.last().map(|e| e.id) } else { None };
     Ok(HttpResponse::Ok().json(AuditPage { entries, next_before }))
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod ai;
+pub mod api;
 pub mod app;
 pub mod artifacts;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod feature;
 pub mod gateway;
 pub mod mail;
 pub mod openapi;
+pub mod pagination;
 pub mod sessions;
 pub mod state;
 pub mod sys;

@@ -1,18 +1,20 @@
 //! Artifact REST endpoints: create, list, get (with the current text), rename, delete, and
 //! connect tokens for the live-editing socket.
 
+use crate::api::{Call, Reply};
 use crate::artifacts::store::{self, ArtifactRow};
 use crate::auth::secrets::{self, SecretKind};
-use crate::auth::{Auth, Permission, UserAuth, authorize};
+use crate::auth::{AuthUser, Permission};
+use crate::db;
 use crate::db::schema::{artifact_tokens, artifacts, chat_sessions, events as events_table, topics};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::events;
-use crate::state::AppState;
 use crate::validate;
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::web::{Json, Path};
+use actix_web::{HttpResponse, delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -22,20 +24,8 @@ pub const TOKEN_TTL_MINUTES: i64 = 30;
 /// An artifact. `content` is the committed text (only in single-artifact responses).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArtifactView {
-    pub id: Uuid,
-    pub workspace_id: Uuid,
-    pub session_id: Option<Uuid>,
-    pub message_id: Option<Uuid>,
-    pub kind: String,
-    pub title: String,
-    pub created_by: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Set on a branch: the artifact it was forked from.
-    pub branch_of: Option<Uuid>,
-    pub fork_version_id: Option<Uuid>,
-    pub branch_name: Option<String>,
-    pub merged_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub artifact: ArtifactRow,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     /// The seq of the last committed update included in `content`.
@@ -43,25 +33,9 @@ pub struct ArtifactView {
     pub seq: Option<i64>,
 }
 
-pub fn view(row: ArtifactRow, content: Option<(String, i64)>) -> ArtifactView {
-    let (content, seq) = content.map(|(c, s)| (Some(c), Some(s))).unwrap_or((None, None));
-    ArtifactView {
-        id: row.id,
-        workspace_id: row.workspace_id,
-        session_id: row.session_id,
-        message_id: row.message_id,
-        kind: row.kind,
-        title: row.title,
-        created_by: row.created_by,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        branch_of: row.branch_of,
-        fork_version_id: row.fork_version_id,
-        branch_name: row.branch_name,
-        merged_at: row.merged_at,
-        content,
-        seq,
-    }
+pub fn view(artifact: ArtifactRow, content: Option<(String, i64)>) -> ArtifactView {
+    let (content, seq) = content.unzip();
+    ArtifactView { artifact, content, seq }
 }
 
 fn validate_kind(kind: &str) -> AppResult<String> {
@@ -85,6 +59,62 @@ pub struct CreateArtifactRequest {
     /// Tie it to a chat session of the same workspace (and optionally one message).
     pub session_id: Option<Uuid>,
     pub message_id: Option<Uuid>,
+}
+
+impl CreateArtifactRequest {
+    /// The new row (title and kind checked) and its initial text.
+    fn parse(&self, workspace_id: Uuid, created_by: Uuid) -> AppResult<(ArtifactRow, String)> {
+        let title = validate::text("title", &self.title, 1, 200)?;
+        let kind = validate_kind(self.kind.as_deref().unwrap_or("text"))?;
+        if self.content.as_ref().is_some_and(|c| c.len() > 1_000_000) {
+            return Err(AppError::validation("`content` must be at most 1 MB"));
+        }
+        let row = ArtifactRow {
+            id: Uuid::new_v4(),
+            workspace_id,
+            session_id: self.session_id,
+            message_id: self.session_id.and(self.message_id),
+            kind,
+            title,
+            created_by,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            branch_of: None,
+            fork_version_id: None,
+            branch_name: None,
+            merged_at: None,
+        };
+        Ok((row, self.content.clone().unwrap_or_default()))
+    }
+
+    /// The session (and message) it is tied to must be in the same workspace.
+    async fn check_links(&self, conn: &mut AsyncPgConnection, workspace_id: Uuid) -> AppResult<()> {
+        use crate::db::schema::messages;
+        let Some(session_id) = self.session_id else {
+            return match self.message_id {
+                Some(_) => Err(AppError::validation("`message_id` needs `session_id`")),
+                None => Ok(()),
+            };
+        };
+        let session = chat_sessions::table.find(session_id);
+        if !db::exists(conn, session.filter(chat_sessions::workspace_id.eq(workspace_id))).await? {
+            return Err(AppError::new(
+                ErrorCode::SessionNotFound,
+                "no such session in this workspace",
+            ));
+        }
+        let Some(message_id) = self.message_id else {
+            return Ok(());
+        };
+        let message = messages::table.find(message_id);
+        if !db::exists(conn, message.filter(messages::session_id.eq(session_id))).await? {
+            return Err(AppError::new(
+                ErrorCode::MessageNotFound,
+                "no such message in that session",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Creates the artifact row and, with initial content, its first update; used by branches too.
@@ -123,80 +153,11 @@ pub async fn insert(
     responses((status = 201, body = ArtifactView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 #[post("/workspaces/{id}/artifacts")]
-pub async fn create_artifact(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<CreateArtifactRequest>,
-) -> AppResult<HttpResponse> {
-    let workspace_id = path.into_inner();
-    let title = validate::text("title", &body.title, 1, 200)?;
-    let kind = validate_kind(body.kind.as_deref().unwrap_or("text"))?;
-    if body.content.as_ref().is_some_and(|c| c.len() > 1_000_000) {
-        return Err(AppError::validation("`content` must be at most 1 MB"));
-    }
-    let mut conn = state.pool.get().await?;
-    authorize(
-        &mut conn,
-        &crate::auth::Principal::User(user.clone()),
-        workspace_id,
-        Permission::EditArtifacts,
-    )
-    .await?;
-    if let Some(session_id) = body.session_id {
-        let in_workspace: bool = diesel::select(diesel::dsl::exists(
-            chat_sessions::table
-                .find(session_id)
-                .filter(chat_sessions::workspace_id.eq(workspace_id)),
-        ))
-        .get_result(&mut conn)
-        .await?;
-        if !in_workspace {
-            return Err(AppError::new(
-                ErrorCode::SessionNotFound,
-                "no such session in this workspace",
-            ));
-        }
-        if let Some(message_id) = body.message_id {
-            use crate::db::schema::messages;
-            let in_session: bool = diesel::select(diesel::dsl::exists(
-                messages::table
-                    .find(message_id)
-                    .filter(messages::session_id.eq(session_id)),
-            ))
-            .get_result(&mut conn)
-            .await?;
-            if !in_session {
-                return Err(AppError::new(
-                    ErrorCode::MessageNotFound,
-                    "no such message in that session",
-                ));
-            }
-        }
-    } else if body.message_id.is_some() {
-        return Err(AppError::validation("`message_id` needs `session_id`"));
-    }
-    let row = ArtifactRow {
-        id: Uuid::new_v4(),
-        workspace_id,
-        session_id: body.session_id,
-        message_id: body.session_id.and(body.message_id),
-        kind,
-        title,
-        created_by: user.id,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-        branch_of: None,
-        fork_version_id: None,
-        branch_name: None,
-        merged_at: None,
-    };
-    let initial = body
-        .content
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(store::doc_with_text);
-    let text = body.content.clone().unwrap_or_default();
+pub async fn create_artifact(call: Call<AuthUser>, path: Path<Uuid>, body: Json<CreateArtifactRequest>) -> Reply {
+    let (row, text) = body.parse(*path, call.caller.id)?;
+    let (mut conn, _) = call.authorized(*path, Permission::EditArtifacts).await?;
+    body.check_links(&mut conn, *path).await?;
+    let initial = (!text.is_empty()).then(|| store::doc_with_text(&text));
     let row = conn
         .transaction::<_, AppError, _>(async |conn| insert(conn, row, initial).await)
         .await?;
@@ -208,16 +169,10 @@ pub async fn create_artifact(
 #[utoipa::path(tag = "artifacts", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<ArtifactView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/workspaces/{id}/artifacts")]
-pub async fn list_artifacts(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    let workspace_id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    authorize(&mut conn, &principal, workspace_id, Permission::ViewArtifacts).await?;
+pub async fn list_artifacts(call: Call, path: Path<Uuid>) -> Reply {
+    let (mut conn, _) = call.authorized(*path, Permission::ViewArtifacts).await?;
     let rows: Vec<ArtifactRow> = artifacts::table
-        .filter(artifacts::workspace_id.eq(workspace_id))
+        .filter(artifacts::workspace_id.eq(*path))
         .order(artifacts::created_at.desc())
         .select(ArtifactRow::as_select())
         .load(&mut conn)
@@ -229,16 +184,10 @@ pub async fn list_artifacts(
 #[utoipa::path(tag = "artifacts", params(("id" = Uuid, Path)),
     responses((status = 200, body = ArtifactView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/artifacts/{id}")]
-pub async fn get_artifact(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let (row, _) = store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
+pub async fn get_artifact(call: Call, path: Path<Uuid>) -> Reply {
+    let (mut conn, row, _) = store::authorized(&call, *path, Permission::ViewArtifacts).await?;
     // The live editor's committed text when it runs here; else snapshot + log.
-    let (_, text, seq) = crate::artifacts::versions::current(&state, &mut conn, id).await?;
+    let (_, text, seq) = crate::artifacts::versions::current(&call.state, &mut conn, row.id).await?;
     Ok(HttpResponse::Ok().json(view(row, Some((text, seq)))))
 }
 
@@ -251,17 +200,10 @@ pub struct RenameArtifactRequest {
 #[utoipa::path(tag = "artifacts", params(("id" = Uuid, Path)), request_body = RenameArtifactRequest,
     responses((status = 200, body = ArtifactView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[patch("/artifacts/{id}")]
-pub async fn rename_artifact(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<RenameArtifactRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
+pub async fn rename_artifact(call: Call, path: Path<Uuid>, body: Json<RenameArtifactRequest>) -> Reply {
     let title = validate::text("title", &body.title, 1, 200)?;
-    let mut conn = state.pool.get().await?;
-    store::authorize(&mut conn, &principal, id, Permission::EditArtifacts).await?;
-    let row: ArtifactRow = diesel::update(artifacts::table.find(id))
+    let (mut conn, ..) = store::authorized(&call, *path, Permission::EditArtifacts).await?;
+    let row: ArtifactRow = diesel::update(artifacts::table.find(*path))
         .set((artifacts::title.eq(&title), artifacts::updated_at.eq(Utc::now())))
         .returning(ArtifactRow::as_returning())
         .get_result(&mut conn)
@@ -274,27 +216,19 @@ pub async fn rename_artifact(
 #[utoipa::path(tag = "artifacts", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[delete("/artifacts/{id}")]
-pub async fn delete_artifact(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let (row, acc) = store::authorize(&mut conn, &principal, id, Permission::EditArtifacts).await?;
-    if principal.user_id() != Some(row.created_by) {
+pub async fn delete_artifact(call: Call, path: Path<Uuid>) -> Reply {
+    let (mut conn, row, acc) = store::authorized(&call, *path, Permission::EditArtifacts).await?;
+    if call.caller.user_id() != Some(row.created_by) {
         acc.require(Permission::ManageArtifacts)?;
     }
+    let id = row.id;
     conn.transaction::<_, AppError, _>(async |conn| {
         async move {
+            let branches = artifacts::table
+                .filter(artifacts::branch_of.eq(id))
+                .select(artifacts::id);
             let mut ids = vec![id];
-            ids.extend(
-                artifacts::table
-                    .filter(artifacts::branch_of.eq(id))
-                    .select(artifacts::id)
-                    .load::<Uuid>(conn)
-                    .await?,
-            );
+            ids.extend(branches.load::<Uuid>(conn).await?);
             let topic_names: Vec<String> = ids.iter().map(|i| store::topic(*i)).collect();
             diesel::delete(events_table::table.filter(events_table::topic.eq_any(&topic_names)))
                 .execute(conn)
@@ -308,7 +242,7 @@ pub async fn delete_artifact(
         .await
     })
     .await?;
-    state.hub.access_changed(row.workspace_id, None);
+    call.state.hub.access_changed(row.workspace_id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -335,27 +269,20 @@ pub struct ArtifactConnectToken {
 #[utoipa::path(tag = "artifacts", params(("id" = Uuid, Path)), request_body = ConnectTokenRequest,
     responses((status = 201, body = ArtifactConnectToken), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/artifacts/{id}/connect-token")]
-pub async fn create_connect_token(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<ConnectTokenRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
+pub async fn create_connect_token(call: Call<AuthUser>, path: Path<Uuid>, body: Json<ConnectTokenRequest>) -> Reply {
     let permission = match body.access.as_str() {
         "read" => Permission::ViewArtifacts,
         "write" => Permission::EditArtifacts,
         _ => return Err(AppError::validation("`access` must be `read` or `write`")),
     };
-    let mut conn = state.pool.get().await?;
-    store::authorize(&mut conn, &crate::auth::Principal::User(user.clone()), id, permission).await?;
+    let (mut conn, row, _) = store::authorized(&call, *path, permission).await?;
     let (token, hash) = secrets::generate(SecretKind::ArtifactToken);
     let expires_at = Utc::now() + chrono::Duration::minutes(TOKEN_TTL_MINUTES);
     diesel::insert_into(artifact_tokens::table)
         .values((
             artifact_tokens::token_hash.eq(hash),
-            artifact_tokens::artifact_id.eq(id),
-            artifact_tokens::user_id.eq(user.id),
+            artifact_tokens::artifact_id.eq(row.id),
+            artifact_tokens::user_id.eq(call.caller.id),
             artifact_tokens::access.eq(&body.access),
             artifact_tokens::expires_at.eq(expires_at),
         ))
@@ -366,6 +293,6 @@ pub async fn create_connect_token(
         access: body.access.clone(),
         expires_at,
         server_url: "/ws/artifacts".to_owned(),
-        room: id,
+        room: row.id,
     }))
 }

@@ -1,7 +1,9 @@
 //! Artifact persistence: the artifact row and access checks, the Yjs update log (events on
 //! `artifact:<id>`), snapshots, and loading a document from snapshot + log.
 
+use crate::api::{Call, Caller};
 use crate::auth::{Access, Permission, Principal, access};
+use crate::db::DbConn;
 use crate::db::schema::{artifact_snapshots, artifacts, events as events_table};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::{self, Event};
@@ -10,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
@@ -24,7 +26,7 @@ pub fn topic(id: Uuid) -> String {
     crate::artifacts::registry::topic(id).to_string()
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, Deserialize, utoipa::ToSchema)]
 #[diesel(table_name = artifacts)]
 pub struct ArtifactRow {
     pub id: Uuid,
@@ -36,6 +38,7 @@ pub struct ArtifactRow {
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set on a branch: the artifact it was forked from.
     pub branch_of: Option<Uuid>,
     pub fork_version_id: Option<Uuid>,
     pub branch_name: Option<String>,
@@ -65,14 +68,41 @@ pub async fn authorize(
     permission: Permission,
 ) -> AppResult<(ArtifactRow, Access)> {
     let row = find(conn, id).await?;
-    let acc = access(conn, principal, row.workspace_id)
-        .await
-        .map_err(|e| match e.code {
-            ErrorCode::WorkspaceNotFound => not_found(),
-            _ => e,
-        })?;
+    let acc = access(conn, principal, row.workspace_id).await;
+    require(row, acc, permission)
+}
+
+/// Like [`authorize`] for a user known only by id (socket connects, re-checks).
+pub async fn authorize_user(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    id: Uuid,
+    permission: Permission,
+) -> AppResult<(ArtifactRow, Access)> {
+    let row = find(conn, id).await?;
+    let acc = crate::auth::authorize::user_access(conn, user_id, row.workspace_id).await;
+    require(row, acc, permission)
+}
+
+fn require(row: ArtifactRow, acc: AppResult<Access>, permission: Permission) -> AppResult<(ArtifactRow, Access)> {
+    let acc = acc.map_err(|e| match e.code {
+        ErrorCode::WorkspaceNotFound => not_found(),
+        _ => e,
+    })?;
     acc.require(permission)?;
     Ok((row, acc))
+}
+
+/// A pooled connection, the artifact and the caller's access, requiring `permission`: how
+/// an artifact handler begins.
+pub async fn authorized<C: Caller>(
+    call: &Call<C>,
+    id: Uuid,
+    permission: Permission,
+) -> AppResult<(DbConn, ArtifactRow, Access)> {
+    let mut conn = call.state.pool.get().await?;
+    let (row, acc) = authorize(&mut conn, &call.caller.principal(), id, permission).await?;
+    Ok((conn, row, acc))
 }
 
 /// An update as stored in an event's data.
@@ -190,22 +220,4 @@ pub async fn since(
             .await
         })
         .await
-}
-
-/// Like [`authorize`] for a user known only by id (socket connects, re-checks).
-pub async fn authorize_user(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    id: Uuid,
-    permission: Permission,
-) -> AppResult<(ArtifactRow, Access)> {
-    let row = find(conn, id).await?;
-    let acc = crate::auth::authorize::user_access(conn, user_id, row.workspace_id)
-        .await
-        .map_err(|e| match e.code {
-            ErrorCode::WorkspaceNotFound => not_found(),
-            _ => e,
-        })?;
-    acc.require(permission)?;
-    Ok((row, acc))
 }

@@ -930,13 +930,6 @@ mod tests {
     // -----------------------------------------------------------------------------------------------------------
 
     #[test]
-    fn unified_diff_of_equal_texts_is_empty() {
-        assert_eq!(unified_diff("", "", "a", "b", 3), "");
-        assert_eq!(unified_diff("x\ny\n", "x\ny\n", "a", "b", 3), "");
-        assert_eq!(unified_diff("no newline", "no newline", "a", "b", 0), "");
-    }
-
-    #[test]
     fn unified_diff_single_change_with_context() {
         let old = "one\ntwo\nthree\nfour\nfive\nsix\nseven\n";
         let new = "one\ntwo\nthree\nFOUR\nfive\nsix\nseven\n";
@@ -947,20 +940,6 @@ mod tests {
         assert_eq!(
             unified_diff(old, new, "old", "new", 3),
             "--- old\n+++ new\n@@ -1,7 +1,7 @@\n one\n two\n three\n-four\n+FOUR\n five\n six\n seven\n"
-        );
-    }
-
-    #[test]
-    fn unified_diff_context_zero_and_separate_hunks() {
-        let old = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n";
-        let new = "1\nTWO\n3\n4\n5\n6\n7\n8\nNINE\n10\n";
-        assert_eq!(
-            unified_diff(old, new, "o", "n", 0),
-            "--- o\n+++ n\n@@ -2 +2 @@\n-2\n+TWO\n@@ -9 +9 @@\n-9\n+NINE\n"
-        );
-        assert_eq!(
-            unified_diff(old, new, "o", "n", 1),
-            "--- o\n+++ n\n@@ -1,3 +1,3 @@\n 1\n-2\n+TWO\n 3\n@@ -8,3 +8,3 @@\n 8\n-9\n+NINE\n 10\n"
         );
     }
 
@@ -983,88 +962,44 @@ mod tests {
         );
     }
 
+    /// Exact diffs of `o` and `n`: (old, new, lines of context, diff).
     #[test]
-    fn unified_diff_marks_missing_final_newline() {
-        assert_eq!(
-            unified_diff("a\nb", "a\nc", "o", "n", 3),
-            "--- o\n+++ n\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n"
-        );
-        // Adding the final newline.
-        assert_eq!(
-            unified_diff("a", "a\n", "o", "n", 3),
-            "--- o\n+++ n\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+a\n"
-        );
-        // Removing it.
-        assert_eq!(
-            unified_diff("a\n", "a", "o", "n", 3),
-            "--- o\n+++ n\n@@ -1 +1 @@\n-a\n+a\n\\ No newline at end of file\n"
-        );
-        // An unchanged last line without a newline, shown as context.
-        assert_eq!(
-            unified_diff("a\nb\nc", "A\nb\nc", "o", "n", 3),
-            "--- o\n+++ n\n@@ -1,3 +1,3 @@\n-a\n+A\n b\n c\n\\ No newline at end of file\n"
-        );
-    }
-
-    #[test]
-    fn unified_diff_from_and_to_empty() {
-        assert_eq!(
-            unified_diff("", "x\ny\n", "o", "n", 3),
-            "--- o\n+++ n\n@@ -0,0 +1,2 @@\n+x\n+y\n"
-        );
-        assert_eq!(
-            unified_diff("x\n", "", "o", "n", 3),
-            "--- o\n+++ n\n@@ -1 +0,0 @@\n-x\n"
-        );
-        assert_eq!(
-            unified_diff("", "x", "o", "n", 3),
-            "--- o\n+++ n\n@@ -0,0 +1 @@\n+x\n\\ No newline at end of file\n"
-        );
-    }
-
-    #[test]
-    fn unified_diff_pure_insertion_and_deletion_ranges() {
-        assert_eq!(
-            unified_diff("a\nb\n", "a\nnew\nb\n", "o", "n", 0),
-            "--- o\n+++ n\n@@ -1,0 +2 @@\n+new\n"
-        );
-        assert_eq!(
-            unified_diff("a\nold\nb\n", "a\nb\n", "o", "n", 0),
-            "--- o\n+++ n\n@@ -2 +1,0 @@\n-old\n"
-        );
-        assert_eq!(
-            unified_diff("a\nb\n", "a\nnew\nb\n", "o", "n", 1),
-            "--- o\n+++ n\n@@ -1,2 +1,3 @@\n a\n+new\n b\n"
-        );
-    }
-
-    #[test]
-    fn unified_diff_slides_repeated_lines_like_git() {
-        // git (and GNU diff) report the later of two identical lines as the inserted one.
-        assert_eq!(
-            unified_diff("a\nb\nc\n", "a\nb\nb\nc\n", "o", "n", 0),
-            "--- o\n+++ n\n@@ -2,0 +3 @@\n+b\n"
-        );
-        assert_eq!(
-            unified_diff("x\ny\ny\nz\n", "x\ny\nz\n", "o", "n", 0),
-            "--- o\n+++ n\n@@ -3 +2,0 @@\n-y\n"
-        );
-    }
-
-    #[test]
-    fn unified_diff_keeps_crlf_and_unicode() {
-        assert_eq!(
-            unified_diff("héllo\r\n世界\r\n", "héllo\r\n世界 😀\r\n", "o", "n", 3),
-            "--- o\n+++ n\n@@ -1,2 +1,2 @@\n héllo\r\n-世界\r\n+世界 😀\r\n"
-        );
-    }
-
-    #[test]
-    fn unified_diff_with_unbounded_context() {
-        assert_eq!(
-            unified_diff("1\n2\n3\n4\n", "1\nTWO\n3\nFOUR\n", "o", "n", usize::MAX),
-            "--- o\n+++ n\n@@ -1,4 +1,4 @@\n 1\n-2\n+TWO\n 3\n-4\n+FOUR\n"
-        );
+    fn unified_diff_cases() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, usize, &str)] = &[
+            // Equal texts: an empty diff.
+            ("", "", 3, ""),
+            ("x\ny\n", "x\ny\n", 3, ""),
+            ("no newline", "no newline", 0, ""),
+            // No context, then one line: the hunks stay apart.
+            ("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", "1\nTWO\n3\n4\n5\n6\n7\n8\nNINE\n10\n", 0, "--- o\n+++ n\n@@ -2 +2 @@\n-2\n+TWO\n@@ -9 +9 @@\n-9\n+NINE\n"),
+            ("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", "1\nTWO\n3\n4\n5\n6\n7\n8\nNINE\n10\n", 1, "--- o\n+++ n\n@@ -1,3 +1,3 @@\n 1\n-2\n+TWO\n 3\n@@ -8,3 +8,3 @@\n 8\n-9\n+NINE\n 10\n"),
+            // A missing final newline is marked.
+            ("a\nb", "a\nc", 3, "--- o\n+++ n\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n"),
+            // Adding the final newline.
+            ("a", "a\n", 3, "--- o\n+++ n\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+a\n"),
+            // Removing it.
+            ("a\n", "a", 3, "--- o\n+++ n\n@@ -1 +1 @@\n-a\n+a\n\\ No newline at end of file\n"),
+            // An unchanged last line without a newline, shown as context.
+            ("a\nb\nc", "A\nb\nc", 3, "--- o\n+++ n\n@@ -1,3 +1,3 @@\n-a\n+A\n b\n c\n\\ No newline at end of file\n"),
+            // From and to an empty text.
+            ("", "x\ny\n", 3, "--- o\n+++ n\n@@ -0,0 +1,2 @@\n+x\n+y\n"),
+            ("x\n", "", 3, "--- o\n+++ n\n@@ -1 +0,0 @@\n-x\n"),
+            ("", "x", 3, "--- o\n+++ n\n@@ -0,0 +1 @@\n+x\n\\ No newline at end of file\n"),
+            // Pure insertions and deletions name the line before them.
+            ("a\nb\n", "a\nnew\nb\n", 0, "--- o\n+++ n\n@@ -1,0 +2 @@\n+new\n"),
+            ("a\nold\nb\n", "a\nb\n", 0, "--- o\n+++ n\n@@ -2 +1,0 @@\n-old\n"),
+            ("a\nb\n", "a\nnew\nb\n", 1, "--- o\n+++ n\n@@ -1,2 +1,3 @@\n a\n+new\n b\n"),
+            // git (and GNU diff) report the later of two identical lines as the inserted one.
+            ("a\nb\nc\n", "a\nb\nb\nc\n", 0, "--- o\n+++ n\n@@ -2,0 +3 @@\n+b\n"),
+            ("x\ny\ny\nz\n", "x\ny\nz\n", 0, "--- o\n+++ n\n@@ -3 +2,0 @@\n-y\n"),
+            // CRLF and Unicode are kept as they are.
+            ("héllo\r\n世界\r\n", "héllo\r\n世界 😀\r\n", 3, "--- o\n+++ n\n@@ -1,2 +1,2 @@\n héllo\r\n-世界\r\n+世界 😀\r\n"),
+        ];
+        for &(old, new, context, expected) in cases {
+            let diff = unified_diff(old, new, "o", "n", context);
+            assert_eq!(diff, expected, "{old:?} -> {new:?} with {context} lines of context");
+        }
     }
 
     #[test]
@@ -1120,118 +1055,100 @@ mod tests {
     // Three-way merge
     // -----------------------------------------------------------------------------------------------------------
 
+    /// Merges without conflicts: (base, ours, theirs, merged).
     #[test]
-    fn merge_trivial_cases() {
-        assert_eq!(merge3("", "", ""), MergeOutcome::Clean(String::new()));
-        assert_eq!(clean("a\nb\n", "a\nb\n", "a\nb\n"), "a\nb\n");
-        assert_eq!(clean("a\n", "a\nours\n", "a\n"), "a\nours\n");
-        assert_eq!(clean("a\n", "a\n", "a\ntheirs\n"), "a\ntheirs\n");
-        assert_eq!(clean("a\n", "both\n", "both\n"), "both\n");
-        assert_eq!(clean("a\nb\n", "", "a\nb\n"), "");
+    fn merge_clean_cases() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // Trivial cases.
+            ("", "", "", ""),
+            ("a\nb\n", "a\nb\n", "a\nb\n", "a\nb\n"),
+            ("a\n", "a\nours\n", "a\n", "a\nours\n"),
+            ("a\n", "a\n", "a\ntheirs\n", "a\ntheirs\n"),
+            ("a\n", "both\n", "both\n", "both\n"),
+            ("a\nb\n", "", "a\nb\n", ""),
+            // One-sided changes are taken.
+            ("1\n2\n3\n4\n5\n", "1\nTWO\n3\n4\n5\n", "1\n2\n3\n4\n5\n", "1\nTWO\n3\n4\n5\n"),
+            ("1\n2\n3\n4\n5\n", "1\n2\n3\n4\n5\n", "1\n2\n3\nFOUR\n5\n", "1\n2\n3\nFOUR\n5\n"),
+            ("1\n2\n3\n4\n5\n", "1\n3\n4\n5\n", "1\n2\n3\n4\n5\n", "1\n3\n4\n5\n"),
+            // Changes separated by an unchanged line combine.
+            ("1\n2\n3\n4\n5\n", "ONE\n2\n3\n4\n5\n", "1\n2\n3\n4\nFIVE\n", "ONE\n2\n3\n4\nFIVE\n"),
+            // Exactly one unchanged line between the two changes is enough.
+            ("1\n2\n3\n4\n5\n", "1\nTWO\n3\n4\n5\n", "1\n2\n3\nFOUR\n5\n", "1\nTWO\n3\nFOUR\n5\n"),
+            // Insertions and deletions on different sides.
+            ("1\n2\n3\n4\n5\n", "0\n1\n2\n3\n4\n5\n", "1\n2\n3\n4\n5\n6\n", "0\n1\n2\n3\n4\n5\n6\n"),
+            ("1\n2\n3\n4\n5\n", "1\n3\n4\n5\n", "1\n2\n3\n4\n", "1\n3\n4\n"),
+            ("1\n2\n3\n4\n5\n", "1\n2\nnew\n3\n4\n5\n", "1\n2\n3\n4\n5\nend\n", "1\n2\nnew\n3\n4\n5\nend\n"),
+            // Identical changes are taken once.
+            ("1\n2\n3\n", "1\nTWO\n3\n", "1\nTWO\n3\n4\n", "1\nTWO\n3\n4\n"),
+            ("1\n2\n3\n", "1\n3\n", "1\n3\nx\n", "1\n3\nx\n"),
+            // Identical insertions at the same place.
+            ("1\n2\n3\n", "1\nnew\n2\n3\n", "1\nnew\n2\n3\n4\n", "1\nnew\n2\n3\n4\n"),
+            ("", "same\n", "same\n", "same\n"),
+            // Appending a line to a text without a final newline changes its last line.
+            ("a\nx\nb", "a\nx\nb\nc", "A\nx\nb", "A\nx\nb\nc"),
+            // One side drops the final newline, the other changes something else.
+            ("a\nx\nb\n", "a\nx\nb", "A\nx\nb\n", "A\nx\nb"),
+            ("a\nb", "a\nb\n", "a\nb\n", "a\nb\n"),
+            // Line endings are kept.
+            ("one\r\ntwo\r\nthree\r\nfour\r\n", "ONE\r\ntwo\r\nthree\r\nfour\r\n", "one\r\ntwo\r\nthree\r\nFOUR\r\n", "ONE\r\ntwo\r\nthree\r\nFOUR\r\n"),
+            // Unicode.
+            ("# 标题\n内容一\n中间\n内容二\n🎉 fin\n", "# 标题 😀\n内容一\n中间\n内容二\n🎉 fin\n", "# 标题\n内容一\n中间\n内容二 ✅\n🎉 fin\n", "# 标题 😀\n内容一\n中间\n内容二 ✅\n🎉 fin\n"),
+        ];
+        for &(base, ours, theirs, merged) in cases {
+            assert_eq!(
+                clean(base, ours, theirs),
+                merged,
+                "base={base:?} ours={ours:?} theirs={theirs:?}"
+            );
+        }
     }
 
+    /// Conflicting merges: (base, ours, theirs, the conflicts as (index, base_start, base, ours, theirs)).
     #[test]
-    fn merge_takes_one_sided_changes() {
-        let base = "1\n2\n3\n4\n5\n";
-        assert_eq!(clean(base, "1\nTWO\n3\n4\n5\n", base), "1\nTWO\n3\n4\n5\n");
-        assert_eq!(clean(base, base, "1\n2\n3\nFOUR\n5\n"), "1\n2\n3\nFOUR\n5\n");
-        assert_eq!(clean(base, "1\n3\n4\n5\n", base), "1\n3\n4\n5\n");
-    }
-
-    #[test]
-    fn merge_combines_changes_separated_by_an_unchanged_line() {
-        let base = "1\n2\n3\n4\n5\n";
-        assert_eq!(
-            clean(base, "ONE\n2\n3\n4\n5\n", "1\n2\n3\n4\nFIVE\n"),
-            "ONE\n2\n3\n4\nFIVE\n"
-        );
-        // Exactly one unchanged line between the two changes is enough.
-        assert_eq!(
-            clean(base, "1\nTWO\n3\n4\n5\n", "1\n2\n3\nFOUR\n5\n"),
-            "1\nTWO\n3\nFOUR\n5\n"
-        );
-        // Insertions and deletions on different sides.
-        assert_eq!(
-            clean(base, "0\n1\n2\n3\n4\n5\n", "1\n2\n3\n4\n5\n6\n"),
-            "0\n1\n2\n3\n4\n5\n6\n"
-        );
-        assert_eq!(clean(base, "1\n3\n4\n5\n", "1\n2\n3\n4\n"), "1\n3\n4\n");
-        assert_eq!(
-            clean(base, "1\n2\nnew\n3\n4\n5\n", "1\n2\n3\n4\n5\nend\n"),
-            "1\n2\nnew\n3\n4\n5\nend\n"
-        );
-    }
-
-    #[test]
-    fn merge_takes_identical_changes_once() {
-        let base = "1\n2\n3\n";
-        assert_eq!(clean(base, "1\nTWO\n3\n", "1\nTWO\n3\n4\n"), "1\nTWO\n3\n4\n");
-        assert_eq!(clean(base, "1\n3\n", "1\n3\nx\n"), "1\n3\nx\n");
-        // Identical insertions at the same place.
-        assert_eq!(clean(base, "1\nnew\n2\n3\n", "1\nnew\n2\n3\n4\n"), "1\nnew\n2\n3\n4\n");
-        assert_eq!(clean("", "same\n", "same\n"), "same\n");
-    }
-
-    #[test]
-    fn merge_conflicts_on_the_same_line() {
-        let base = "1\n2\n3\n";
-        assert_eq!(
-            conflicts(base, "1\nours\n3\n", "1\ntheirs\n3\n"),
-            vec![conflict(0, 2, "2\n", "ours\n", "theirs\n")]
-        );
-    }
-
-    #[test]
-    fn merge_conflicts_on_adjacent_lines_like_git() {
-        // git merge-file (and diff3) treat changes to directly adjacent lines as one overlapping region.
-        let base = "1\n2\n3\n4\n";
-        assert_eq!(
-            conflicts(base, "1\nTWO\n3\n4\n", "1\n2\nTHREE\n4\n"),
-            vec![conflict(0, 2, "2\n3\n", "TWO\n3\n", "2\nTHREE\n")]
-        );
-        // An insertion right after (or right before) a line the other side changed.
-        assert_eq!(
-            conflicts(base, "1\nTWO\n3\n4\n", "1\n2\nnew\n3\n4\n"),
-            vec![conflict(0, 2, "2\n", "TWO\n", "2\nnew\n")]
-        );
-        assert_eq!(
-            conflicts(base, "1\nnew\n2\n3\n4\n", "1\nTWO\n3\n4\n"),
-            vec![conflict(0, 2, "2\n", "new\n2\n", "TWO\n")]
-        );
-    }
-
-    #[test]
-    fn merge_conflicts_on_different_insertions_at_one_place() {
-        let base = "1\n2\n";
-        assert_eq!(
-            conflicts(base, "1\nours\n2\n", "1\ntheirs\n2\n"),
-            vec![conflict(0, 2, "", "ours\n", "theirs\n")]
-        );
-        assert_eq!(
-            conflicts(base, "top\n1\n2\n", "TOP\n1\n2\n"),
-            vec![conflict(0, 1, "", "top\n", "TOP\n")]
-        );
-        assert_eq!(
-            conflicts(base, "1\n2\nend\n", "1\n2\nEND\n"),
-            vec![conflict(0, 3, "", "end\n", "END\n")]
-        );
-        assert_eq!(
-            conflicts("", "ours\n", "theirs\n"),
-            vec![conflict(0, 1, "", "ours\n", "theirs\n")]
-        );
-    }
-
-    #[test]
-    fn merge_conflicts_on_modify_versus_delete() {
-        let base = "1\n2\n3\n";
-        assert_eq!(
-            conflicts(base, "1\nTWO\n3\n", "1\n3\n"),
-            vec![conflict(0, 2, "2\n", "TWO\n", "")]
-        );
-        assert_eq!(
-            conflicts(base, "1\n3\n", "1\nTWO\n3\n"),
-            vec![conflict(0, 2, "2\n", "", "TWO\n")]
-        );
+    fn merge_conflict_cases() {
+        type Expected<'a> = &'a [(usize, usize, &'a str, &'a str, &'a str)];
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &str, Expected)] = &[
+            // The same line.
+            ("1\n2\n3\n", "1\nours\n3\n", "1\ntheirs\n3\n", &[(0, 2, "2\n", "ours\n", "theirs\n")]),
+            // git merge-file (and diff3) treat changes to directly adjacent lines as one overlapping region.
+            ("1\n2\n3\n4\n", "1\nTWO\n3\n4\n", "1\n2\nTHREE\n4\n", &[(0, 2, "2\n3\n", "TWO\n3\n", "2\nTHREE\n")]),
+            // An insertion right after (or right before) a line the other side changed.
+            ("1\n2\n3\n4\n", "1\nTWO\n3\n4\n", "1\n2\nnew\n3\n4\n", &[(0, 2, "2\n", "TWO\n", "2\nnew\n")]),
+            ("1\n2\n3\n4\n", "1\nnew\n2\n3\n4\n", "1\nTWO\n3\n4\n", &[(0, 2, "2\n", "new\n2\n", "TWO\n")]),
+            // Different insertions at one place.
+            ("1\n2\n", "1\nours\n2\n", "1\ntheirs\n2\n", &[(0, 2, "", "ours\n", "theirs\n")]),
+            ("1\n2\n", "top\n1\n2\n", "TOP\n1\n2\n", &[(0, 1, "", "top\n", "TOP\n")]),
+            ("1\n2\n", "1\n2\nend\n", "1\n2\nEND\n", &[(0, 3, "", "end\n", "END\n")]),
+            ("", "ours\n", "theirs\n", &[(0, 1, "", "ours\n", "theirs\n")]),
+            // Modify versus delete.
+            ("1\n2\n3\n", "1\nTWO\n3\n", "1\n3\n", &[(0, 2, "2\n", "TWO\n", "")]),
+            ("1\n2\n3\n", "1\n3\n", "1\nTWO\n3\n", &[(0, 2, "2\n", "", "TWO\n")]),
+            // Ours rewrites lines 2-4 in one hunk; theirs changes 2 and 4 separately: one conflict spanning 2-4.
+            ("1\n2\n3\n4\n5\n", "1\nX\nY\nZ\n5\n", "1\ntwo\n3\nfour\n5\n", &[(0, 2, "2\n3\n4\n", "X\nY\nZ\n", "two\n3\nfour\n")]),
+            // A chain of touching changes alternating between the sides.
+            ("1\n2\n3\n4\n5\n", "1\nA\n3\nC\n5\n", "1\n2\nB\n4\nD\n", &[(0, 2, "2\n3\n4\n5\n", "A\n3\nC\n5\n", "2\nB\n4\nD\n")]),
+            // Both sides change the unterminated last line.
+            ("a\nb", "a\nB", "a\nC", &[(0, 2, "b", "B", "C")]),
+            // "b" and "b\n" are different lines.
+            ("a\nb", "a\nb\n", "a\nc", &[(0, 2, "b", "b\n", "c")]),
+            // A line-ending-only change is a change.
+            ("one\r\ntwo\r\nthree\r\nfour\r\n", "one\r\nTWO\r\nthree\r\nfour\r\n", "one\r\ntwo\nthree\r\nfour\r\n", &[(0, 2, "two\r\n", "TWO\r\n", "two\n")]),
+            // Unicode.
+            ("# 标题\n内容一\n中间\n内容二\n🎉 fin\n", "# 标题 😀\n内容一\n中间\n内容二\n🎉 fin\n", "# 标题 👍\n内容一\n中间\n内容二\n🎉 fin\n", &[(0, 1, "# 标题\n", "# 标题 😀\n", "# 标题 👍\n")]),
+        ];
+        for &(base, ours, theirs, expected) in cases {
+            let expected: Vec<Conflict> = expected
+                .iter()
+                .map(|&(i, at, b, o, t)| conflict(i, at, b, o, t))
+                .collect();
+            assert_eq!(
+                conflicts(base, ours, theirs),
+                expected,
+                "base={base:?} ours={ours:?} theirs={theirs:?}"
+            );
+        }
     }
 
     #[test]
@@ -1240,98 +1157,33 @@ mod tests {
         let ours = "a\nB1\nc\nd\ne\nF1\ng\nh\n";
         let theirs = "A\nB2\nc\nD\ne\nF2\ng\n";
         // `a` and `b` touch, so line 1 (changed by theirs only) joins the first conflict.
+        let first = conflict(0, 1, "a\nb\n", "a\nB1\n", "A\nB2\n");
         assert_eq!(
             conflicts(base, ours, theirs),
-            vec![
-                conflict(0, 1, "a\nb\n", "a\nB1\n", "A\nB2\n"),
-                conflict(1, 6, "f\n", "F1\n", "F2\n")
-            ]
+            vec![first, conflict(1, 6, "f\n", "F1\n", "F2\n")]
         );
+        let resolve = |r: &[Resolution]| merge3_resolved(base, ours, theirs, r).unwrap();
         assert_eq!(
-            merge3_resolved(base, ours, theirs, &[Resolution::Ours, Resolution::Theirs]).unwrap(),
+            resolve(&[Resolution::Ours, Resolution::Theirs]),
             "a\nB1\nc\nD\ne\nF2\ng\nh\n"
         );
         assert_eq!(
-            merge3_resolved(base, ours, theirs, &[Resolution::Base, text("f\nextra\n")]).unwrap(),
+            resolve(&[Resolution::Base, text("f\nextra\n")]),
             "a\nb\nc\nD\ne\nf\nextra\ng\nh\n"
         );
     }
 
     #[test]
-    fn merge_coalesces_overlapping_hunks_into_one_conflict() {
-        // Ours rewrites lines 2-4 in one hunk; theirs changes 2 and 4 separately: one conflict spanning 2-4.
-        let base = "1\n2\n3\n4\n5\n";
-        assert_eq!(
-            conflicts(base, "1\nX\nY\nZ\n5\n", "1\ntwo\n3\nfour\n5\n"),
-            vec![conflict(0, 2, "2\n3\n4\n", "X\nY\nZ\n", "two\n3\nfour\n")]
-        );
-        // A chain of touching changes alternating between the sides.
-        assert_eq!(
-            conflicts(base, "1\nA\n3\nC\n5\n", "1\n2\nB\n4\nD\n"),
-            vec![conflict(0, 2, "2\n3\n4\n5\n", "A\n3\nC\n5\n", "2\nB\n4\nD\n")]
-        );
+    fn merge_resolves_an_unterminated_last_line() {
+        let resolve = |r: Resolution| merge3_resolved("a\nb", "a\nB", "a\nC", &[r]).unwrap();
+        assert_eq!(resolve(Resolution::Ours), "a\nB");
+        assert_eq!(resolve(Resolution::Base), "a\nb");
     }
 
     #[test]
-    fn merge_handles_missing_final_newline() {
-        // Appending a line to a text without a final newline changes its last line.
-        assert_eq!(clean("a\nx\nb", "a\nx\nb\nc", "A\nx\nb"), "A\nx\nb\nc");
-        // One side drops the final newline, the other changes something else.
-        assert_eq!(clean("a\nx\nb\n", "a\nx\nb", "A\nx\nb\n"), "A\nx\nb");
-        // Both sides change the unterminated last line.
-        let base = "a\nb";
-        assert_eq!(conflicts(base, "a\nB", "a\nC"), vec![conflict(0, 2, "b", "B", "C")]);
-        assert_eq!(
-            merge3_resolved(base, "a\nB", "a\nC", &[Resolution::Ours]).unwrap(),
-            "a\nB"
-        );
-        assert_eq!(
-            merge3_resolved(base, "a\nB", "a\nC", &[Resolution::Base]).unwrap(),
-            "a\nb"
-        );
-        // "b" and "b\n" are different lines.
-        assert_eq!(
-            conflicts("a\nb", "a\nb\n", "a\nc"),
-            vec![conflict(0, 2, "b", "b\n", "c")]
-        );
-        assert_eq!(clean("a\nb", "a\nb\n", "a\nb\n"), "a\nb\n");
-    }
-
-    #[test]
-    fn merge_keeps_line_endings() {
-        let base = "one\r\ntwo\r\nthree\r\nfour\r\n";
-        assert_eq!(
-            clean(
-                base,
-                "ONE\r\ntwo\r\nthree\r\nfour\r\n",
-                "one\r\ntwo\r\nthree\r\nFOUR\r\n"
-            ),
-            "ONE\r\ntwo\r\nthree\r\nFOUR\r\n"
-        );
-        // A line-ending-only change is a change.
-        assert_eq!(
-            conflicts(base, "one\r\nTWO\r\nthree\r\nfour\r\n", "one\r\ntwo\nthree\r\nfour\r\n"),
-            vec![conflict(0, 2, "two\r\n", "TWO\r\n", "two\n")]
-        );
-    }
-
-    #[test]
-    fn merge_unicode() {
-        let base = "# 标题\n内容一\n中间\n内容二\n🎉 fin\n";
-        let ours = "# 标题 😀\n内容一\n中间\n内容二\n🎉 fin\n";
-        let theirs = "# 标题\n内容一\n中间\n内容二 ✅\n🎉 fin\n";
-        assert_eq!(
-            clean(base, ours, theirs),
-            "# 标题 😀\n内容一\n中间\n内容二 ✅\n🎉 fin\n"
-        );
-        assert_eq!(
-            conflicts(
-                base,
-                "# 标题 😀\n内容一\n中间\n内容二\n🎉 fin\n",
-                "# 标题 👍\n内容一\n中间\n内容二\n🎉 fin\n"
-            ),
-            vec![conflict(0, 1, "# 标题\n", "# 标题 😀\n", "# 标题 👍\n")]
-        );
+    fn unified_diff_with_unbounded_context() {
+        let diff = unified_diff("1\n2\n3\n4\n", "1\nTWO\n3\nFOUR\n", "o", "n", usize::MAX);
+        assert_eq!(diff, "--- o\n+++ n\n@@ -1,4 +1,4 @@\n 1\n-2\n+TWO\n 3\n-4\n+FOUR\n");
     }
 
     #[test]

@@ -2,17 +2,22 @@
 //! (applied to the live document as ordinary edits), fork a branch from a version into its
 //! own live document, and merge it back with a three-way text merge.
 
+use crate::api::Caller;
+use crate::api::{Call, Reply};
 use crate::artifacts::editor::{Current, ReplaceText, Replaced, TextTarget};
 use crate::artifacts::handlers::{ArtifactView, insert, view};
 use crate::artifacts::registry::Editors;
 use crate::artifacts::store::{self, ArtifactRow};
 use crate::artifacts::textmerge::{self, Conflict, Resolution};
-use crate::auth::{Auth, Permission, Principal, UserAuth};
+use crate::auth::{AuthUser, Permission};
+use crate::db;
 use crate::db::schema::{artifact_versions, artifacts};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::pagination::Limit;
 use crate::state::AppState;
 use crate::validate;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::web::{Json, Path, Query};
+use actix_web::{HttpResponse, get, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -28,7 +33,8 @@ pub struct VersionView {
     /// 1, 2, 3… per artifact.
     pub number: i32,
     /// `save`, `revert` or `merge`.
-    pub kind: String,
+    #[diesel(deserialize_as = String)]
+    pub kind: VersionKind,
     pub name: String,
     pub message: String,
     pub author_id: Option<Uuid>,
@@ -36,6 +42,38 @@ pub struct VersionView {
     /// The seq of the last update the version includes.
     pub upto_seq: i64,
     pub created_at: DateTime<Utc>,
+}
+
+/// How a version came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionKind {
+    /// Saved by someone as a named version.
+    Save,
+    /// Recorded by a revert to an older version.
+    Revert,
+    /// Recorded on the target of a merged branch.
+    Merge,
+}
+
+impl VersionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionKind::Save => "save",
+            VersionKind::Revert => "revert",
+            VersionKind::Merge => "merge",
+        }
+    }
+}
+
+/// A kind as stored (the table allows only these three).
+impl TryFrom<String> for VersionKind {
+    type Error = String;
+
+    fn try_from(stored: String) -> Result<Self, String> {
+        let kinds = [VersionKind::Save, VersionKind::Revert, VersionKind::Merge];
+        kinds.into_iter().find(|k| k.as_str() == stored).ok_or(stored)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -61,18 +99,15 @@ pub(crate) async fn current(
     Ok((store::state_of(&doc), store::text_of(&doc), seq))
 }
 
-/// Records a version of the given state.
-#[allow(clippy::too_many_arguments)]
+/// Records a version of the given state: its kind, name and message, by `author`.
 async fn record(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    kind: &str,
-    name: &str,
-    message: &str,
+    (kind, name, message): (VersionKind, &str, &str),
     author: Uuid,
     (state, content, seq): (Vec<u8>, String, i64),
 ) -> AppResult<VersionView> {
-    let (kind, name, message) = (kind.to_owned(), name.to_owned(), message.to_owned());
+    let (name, message) = (name.to_owned(), message.to_owned());
     conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             // Serialize version numbering per artifact.
@@ -94,7 +129,7 @@ async fn record(
                     artifact_versions::id.eq(Uuid::new_v4()),
                     artifact_versions::artifact_id.eq(id),
                     artifact_versions::number.eq(last.map(|l| l.1 + 1).unwrap_or(1)),
-                    artifact_versions::kind.eq(&kind),
+                    artifact_versions::kind.eq(kind.as_str()),
                     artifact_versions::name.eq(&name),
                     artifact_versions::message.eq(&message),
                     artifact_versions::author_id.eq(author),
@@ -161,25 +196,33 @@ pub struct SaveVersionRequest {
     pub message: String,
 }
 
+impl SaveVersionRequest {
+    /// The name, once name and message are checked.
+    fn name(&self) -> AppResult<String> {
+        let name = validate::text("name", &self.name, 1, 200)?;
+        if self.message.chars().count() > 2000 {
+            return Err(AppError::validation("`message` must be at most 2000 characters"));
+        }
+        Ok(name)
+    }
+}
+
 /// `POST /api/artifacts/{id}/versions` — save the current document as a named version.
 #[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path)), request_body = SaveVersionRequest,
     responses((status = 201, body = VersionView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/artifacts/{id}/versions")]
-pub async fn save_version(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<SaveVersionRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let name = validate::text("name", &body.name, 1, 200)?;
-    if body.message.chars().count() > 2000 {
-        return Err(AppError::validation("`message` must be at most 2000 characters"));
-    }
-    let mut conn = state.pool.get().await?;
-    store::authorize(&mut conn, &Principal::User(user.clone()), id, Permission::EditArtifacts).await?;
-    let now = current(&state, &mut conn, id).await?;
-    let version = record(&mut conn, id, "save", &name, &body.message, user.id, now).await?;
+pub async fn save_version(call: Call<AuthUser>, path: Path<Uuid>, body: Json<SaveVersionRequest>) -> Reply {
+    let name = body.name()?;
+    let (mut conn, row, _) = store::authorized(&call, *path, Permission::EditArtifacts).await?;
+    let now = current(&call.state, &mut conn, row.id).await?;
+    let version = record(
+        &mut conn,
+        row.id,
+        (VersionKind::Save, &name, &body.message),
+        call.caller.id,
+        now,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(version))
 }
 
@@ -195,23 +238,13 @@ pub struct VersionsQuery {
 #[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), VersionsQuery),
     responses((status = 200, body = Vec<VersionView>)), security(("bearer" = [])))]
 #[get("/artifacts/{id}/versions")]
-pub async fn list_versions(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    query: web::Query<VersionsQuery>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AppError::validation("`limit` must be between 1 and 200"));
-    }
-    let mut conn = state.pool.get().await?;
-    store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
+pub async fn list_versions(call: Call, path: Path<Uuid>, query: Query<VersionsQuery>) -> Reply {
+    let limit = Limit::parse(query.limit)?;
+    let (mut conn, ..) = store::authorized(&call, *path, Permission::ViewArtifacts).await?;
     let mut q = artifact_versions::table
-        .filter(artifact_versions::artifact_id.eq(id))
+        .filter(artifact_versions::artifact_id.eq(*path))
         .order(artifact_versions::number.desc())
-        .limit(limit)
+        .limit(limit.get())
         .select(VersionView::as_select())
         .into_boxed();
     if let Some(before) = query.before {
@@ -224,15 +257,9 @@ pub async fn list_versions(
 #[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), ("version_id" = Uuid, Path)),
     responses((status = 200, body = VersionWithContent), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/artifacts/{id}/versions/{version_id}")]
-pub async fn get_version(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
-) -> AppResult<HttpResponse> {
-    let (id, version_id) = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
-    let (version, _, content) = find_version(&mut conn, id, version_id).await?;
+pub async fn get_version(call: Call, path: Path<(Uuid, Uuid)>) -> Reply {
+    let (mut conn, ..) = store::authorized(&call, path.0, Permission::ViewArtifacts).await?;
+    let (version, _, content) = find_version(&mut conn, path.0, path.1).await?;
     Ok(HttpResponse::Ok().json(VersionWithContent { version, content }))
 }
 
@@ -257,20 +284,14 @@ pub struct DiffView {
 #[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), DiffQuery),
     responses((status = 200, body = DiffView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/artifacts/{id}/diff")]
-pub async fn diff_versions(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    query: web::Query<DiffQuery>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    store::authorize(&mut conn, &principal, id, Permission::ViewArtifacts).await?;
+pub async fn diff_versions(call: Call, path: Path<Uuid>, query: Query<DiffQuery>) -> Reply {
+    let id = *path;
+    let (mut conn, ..) = store::authorized(&call, id, Permission::ViewArtifacts).await?;
     let to = query.to.clone().unwrap_or_else(|| "current".to_owned());
     let mut texts = Vec::new();
     for which in [&query.from, &to] {
         let text = if which == "current" {
-            current(&state, &mut conn, id).await?.1
+            current(&call.state, &mut conn, id).await?.1
         } else {
             let vid: Uuid = which
                 .parse()
@@ -293,20 +314,15 @@ pub async fn diff_versions(
 #[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path), ("version_id" = Uuid, Path)),
     responses((status = 201, body = VersionView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/artifacts/{id}/versions/{version_id}/revert")]
-pub async fn revert_version(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
-) -> AppResult<HttpResponse> {
-    let (id, version_id) = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let (row, _) = store::authorize(&mut conn, &Principal::User(user.clone()), id, Permission::EditArtifacts).await?;
-    let (target, _, content) = find_version(&mut conn, id, version_id).await?;
-    let now = apply_text(&state, &row, TextTarget::Exactly(content), user.id)
+pub async fn revert_version(call: Call<AuthUser>, path: Path<(Uuid, Uuid)>) -> Reply {
+    let (mut conn, row, _) = store::authorized(&call, path.0, Permission::EditArtifacts).await?;
+    let (target, _, content) = find_version(&mut conn, row.id, path.1).await?;
+    let user = call.caller.id;
+    let now = apply_text(&call.state, &row, TextTarget::Exactly(content), user)
         .await?
         .map_err(|_| AppError::internal(anyhow::anyhow!("a revert reported conflicts")))?;
     let name = format!("Revert to version {}", target.number);
-    let version = record(&mut conn, id, "revert", &name, &target.name, user.id, now).await?;
+    let version = record(&mut conn, row.id, (VersionKind::Revert, &name, &target.name), user, now).await?;
     Ok(HttpResponse::Created().json(version))
 }
 
@@ -322,18 +338,10 @@ pub struct CreateBranchRequest {
 #[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path)), request_body = CreateBranchRequest,
     responses((status = 201, body = ArtifactView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/artifacts/{id}/branches")]
-pub async fn create_branch(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<CreateBranchRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
+pub async fn create_branch(call: Call<AuthUser>, path: Path<Uuid>, body: Json<CreateBranchRequest>) -> Reply {
     let name = validate::text("name", &body.name, 1, 100)?;
-    let mut conn = state.pool.get().await?;
-    let (parent, _) =
-        store::authorize(&mut conn, &Principal::User(user.clone()), id, Permission::EditArtifacts).await?;
-    let (version, state_bytes, content) = find_version(&mut conn, id, body.version_id).await?;
+    let (mut conn, parent, _) = store::authorized(&call, *path, Permission::EditArtifacts).await?;
+    let (version, state_bytes, content) = find_version(&mut conn, parent.id, body.version_id).await?;
     let row = ArtifactRow {
         id: Uuid::new_v4(),
         workspace_id: parent.workspace_id,
@@ -341,7 +349,7 @@ pub async fn create_branch(
         message_id: parent.message_id,
         kind: parent.kind.clone(),
         title: format!("{} ({name})", parent.title),
-        created_by: user.id,
+        created_by: call.caller.id,
         created_at: Utc::now(),
         updated_at: Utc::now(),
         branch_of: Some(parent.id),
@@ -385,33 +393,31 @@ pub struct MergeConflictBody {
 #[utoipa::path(tag = "artifact versions", params(("id" = Uuid, Path)), request_body = MergeRequest,
     responses((status = 201, body = MergeView), (status = 409, body = MergeConflictBody)), security(("bearer" = [])))]
 #[post("/artifacts/{id}/merge")]
-pub async fn merge_branch(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<MergeRequest>,
-) -> AppResult<HttpResponse> {
-    let branch_id = path.into_inner();
-    let principal = Principal::User(user.clone());
-    let mut conn = state.pool.get().await?;
-    let (branch, _) = store::authorize(&mut conn, &principal, branch_id, Permission::EditArtifacts).await?;
+pub async fn merge_branch(call: Call<AuthUser>, path: Path<Uuid>, body: Json<MergeRequest>) -> Reply {
+    let (mut conn, branch, _) = store::authorized(&call, *path, Permission::EditArtifacts).await?;
+    let (branch_id, user) = (branch.id, call.caller.id);
     let (Some(target_id), Some(fork)) = (branch.branch_of, branch.fork_version_id) else {
         return Err(AppError::new(ErrorCode::NotABranch, "this artifact is not a branch"));
     };
+    let merged = || AppError::new(ErrorCode::NotABranch, "this branch was already merged");
     if branch.merged_at.is_some() {
-        return Err(AppError::new(ErrorCode::NotABranch, "this branch was already merged"));
+        return Err(merged());
     }
-    let (target, _) = store::authorize(&mut conn, &principal, target_id, Permission::EditArtifacts).await?;
+    let (target, _) = store::authorize(
+        &mut conn,
+        &call.caller.principal(),
+        target_id,
+        Permission::EditArtifacts,
+    )
+    .await?;
     let base = find_version(&mut conn, target_id, fork).await?.2;
-    let theirs = current(&state, &mut conn, branch_id).await?.1;
+    let theirs = current(&call.state, &mut conn, branch_id).await?.1;
     // Claim the branch, so two merges at once cannot both apply it.
     let claimed = diesel::update(artifacts::table.find(branch_id).filter(artifacts::merged_at.is_null()))
         .set(artifacts::merged_at.eq(Utc::now()))
         .execute(&mut conn)
         .await?;
-    if claimed == 0 {
-        return Err(AppError::new(ErrorCode::NotABranch, "this branch was already merged"));
-    }
+    db::touched(claimed, merged)?;
     let unclaim = diesel::update(artifacts::table.find(branch_id)).set(artifacts::merged_at.eq(None::<DateTime<Utc>>));
     // The merge is computed by the target's editor against its text at that moment.
     let target_text = TextTarget::Merge {
@@ -419,7 +425,7 @@ pub async fn merge_branch(
         theirs,
         resolutions: body.resolutions.clone(),
     };
-    let now = match apply_text(&state, &target, target_text, user.id).await {
+    let now = match apply_text(&call.state, &target, target_text, user).await {
         Ok(Ok(now)) => now,
         Ok(Err(conflicts)) => {
             unclaim.execute(&mut conn).await?;
@@ -435,7 +441,7 @@ pub async fn merge_branch(
         }
     };
     let name = format!("Merge branch {}", branch.branch_name.as_deref().unwrap_or("?"));
-    let version = record(&mut conn, target_id, "merge", &name, "", user.id, now.clone()).await?;
+    let version = record(&mut conn, target_id, (VersionKind::Merge, &name, ""), user, now.clone()).await?;
     Ok(HttpResponse::Created().json(MergeView {
         version,
         content: now.1,

@@ -3,6 +3,7 @@
 use crate::auth::permissions::{Permission, PermissionSet, Role, effective};
 use crate::auth::principal::Principal;
 use crate::db::schema::workspace_members;
+use crate::db::{DbConn, DbPool};
 use crate::error::{AppError, AppResult, ErrorCode};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -40,20 +41,18 @@ impl Access {
 pub struct MemberRow {
     pub workspace_id: Uuid,
     pub user_id: Uuid,
-    pub role: String,
+    /// Stored as text; the table allows only known roles.
+    #[diesel(deserialize_as = String)]
+    pub role: Role,
     pub granted: Vec<String>,
     pub revoked: Vec<String>,
     pub joined_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl MemberRow {
-    pub fn role(&self) -> Role {
-        self.role.parse().unwrap_or(Role::Guest)
-    }
-
     pub fn effective(&self) -> PermissionSet {
         effective(
-            self.role(),
+            self.role,
             PermissionSet::parse_lenient(&self.granted),
             PermissionSet::parse_lenient(&self.revoked),
         )
@@ -112,7 +111,7 @@ pub async fn user_access(conn: &mut AsyncPgConnection, user_id: Uuid, workspace_
         .ok_or_else(|| AppError::new(ErrorCode::WorkspaceNotFound, "workspace not found"))?;
     Ok(Access {
         workspace_id,
-        role: Some(member.role()),
+        role: Some(member.role),
         permissions: member.effective(),
     })
 }
@@ -127,4 +126,20 @@ pub async fn authorize(
     let access = access(conn, principal, workspace_id).await?;
     access.require(permission)?;
     Ok(access)
+}
+
+/// A pooled connection and the caller's access to the workspace, holding `permission`
+/// (`None`: membership is enough): how a workspace-scoped handler begins.
+pub async fn authorized(
+    pool: &DbPool,
+    principal: &Principal,
+    workspace_id: Uuid,
+    permission: impl Into<Option<Permission>>,
+) -> AppResult<(DbConn, Access)> {
+    let mut conn = pool.get().await?;
+    let access = access(&mut conn, principal, workspace_id).await?;
+    if let Some(permission) = permission.into() {
+        access.require(permission)?;
+    }
+    Ok((conn, access))
 }

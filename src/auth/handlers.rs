@@ -1,21 +1,26 @@
 //! Account endpoints: register, log in, log out, `GET /api/me`.
 
-use crate::audit::{self, Actor};
+use crate::api::Reply;
+use crate::audit::{self, Action, Actor};
 use crate::auth::principal::{RequestMeta, UserAuth};
 use crate::auth::secrets::{self, SecretKind};
+use crate::db;
 use crate::db::schema::{user_sessions, users};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::state::AppState;
 use crate::validate;
+use actix_web::web::Json;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A user as others see them.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, utoipa::ToSchema)]
+#[diesel(table_name = users)]
 pub struct UserView {
     pub id: Uuid,
     pub email: String,
@@ -47,39 +52,64 @@ pub struct SessionResponse {
     pub user: UserView,
 }
 
+/// Opens a login session for `user` in the caller's transaction, with the audit row of
+/// `action` (registering or logging in).
 async fn create_session(
     conn: &mut AsyncPgConnection,
-    state: &AppState,
-    user_id: Uuid,
-    meta: &RequestMeta,
-) -> AppResult<(String, DateTime<Utc>)> {
+    (state, meta): (&AppState, &RequestMeta),
+    user: UserView,
+    action: Action,
+) -> AppResult<SessionResponse> {
     let (token, hash) = secrets::generate(SecretKind::Session);
     let expires_at = Utc::now() + chrono::Duration::hours(state.config.session_ttl_hours);
     diesel::insert_into(user_sessions::table)
         .values((
             user_sessions::id.eq(Uuid::new_v4()),
-            user_sessions::user_id.eq(user_id),
+            user_sessions::user_id.eq(user.id),
             user_sessions::token_hash.eq(hash),
             user_sessions::expires_at.eq(expires_at),
             user_sessions::ip.eq(meta.ip.as_deref()),
         ))
         .execute(conn)
         .await?;
-    Ok((token, expires_at))
+    audit::record(conn, &Actor::user(user.id, meta), action).await?;
+    Ok(SessionResponse {
+        token,
+        expires_at,
+        user,
+    })
+}
+
+/// Stores a new account; `email_taken` when the address has one already.
+async fn insert_user(conn: &mut AsyncPgConnection, user: &UserView, password_hash: &str) -> AppResult<()> {
+    let taken = || AppError::new(ErrorCode::EmailTaken, "an account with this email already exists");
+    if db::exists(conn, users::table.filter(users::email.eq(user.email.clone()))).await? {
+        return Err(taken());
+    }
+    let row = (
+        users::password_hash.eq(password_hash),
+        users::created_at.eq(user.created_at),
+    );
+    let columns = (
+        users::id.eq(user.id),
+        users::email.eq(&user.email),
+        users::display_name.eq(&user.display_name),
+    );
+    match diesel::insert_into(users::table)
+        .values((columns, row))
+        .execute(conn)
+        .await
+    {
+        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Err(taken()),
+        other => other.map(|_| ()).map_err(AppError::from),
+    }
 }
 
 /// `POST /api/auth/register` — create an account and log it in.
-#[utoipa::path(
-    tag = "auth",
-    request_body = RegisterRequest,
-    responses((status = 201, body = SessionResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
-)]
+#[utoipa::path(tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = SessionResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/auth/register")]
-pub async fn register(
-    state: web::Data<AppState>,
-    meta: RequestMeta,
-    body: web::Json<RegisterRequest>,
-) -> AppResult<HttpResponse> {
+pub async fn register(state: web::Data<AppState>, meta: RequestMeta, body: Json<RegisterRequest>) -> Reply {
     let email = validate::email(&body.email)?;
     validate::password(&body.password)?;
     let display_name = validate::text("display_name", &body.display_name, 1, 100)?;
@@ -89,139 +119,59 @@ pub async fn register(
         .await
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;
-
+    let (id, created_at) = (Uuid::new_v4(), Utc::now());
+    let user = UserView {
+        id,
+        email,
+        display_name,
+        created_at,
+    };
     let mut conn = state.pool.get().await?;
-    let state2 = state.clone();
-    let (user, token, expires_at) = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            async move {
-                let taken: bool = diesel::select(diesel::dsl::exists(users::table.filter(users::email.eq(&email))))
-                    .get_result(conn)
-                    .await?;
-                if taken {
-                    return Err(AppError::new(
-                        ErrorCode::EmailTaken,
-                        "an account with this email already exists",
-                    ));
-                }
-                let user = UserView {
-                    id: Uuid::new_v4(),
-                    email: email.clone(),
-                    display_name,
-                    created_at: Utc::now(),
-                };
-                diesel::insert_into(users::table)
-                    .values((
-                        users::id.eq(user.id),
-                        users::email.eq(&user.email),
-                        users::display_name.eq(&user.display_name),
-                        users::password_hash.eq(&password_hash),
-                        users::created_at.eq(user.created_at),
-                    ))
-                    .execute(conn)
-                    .await
-                    .map_err(|err| match err {
-                        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-                            AppError::new(ErrorCode::EmailTaken, "an account with this email already exists")
-                        }
-                        other => other.into(),
-                    })?;
-                let (token, expires_at) = create_session(conn, &state2, user.id, &meta).await?;
-                audit::record(
-                    conn,
-                    &Actor::user(user.id, &meta),
-                    None,
-                    "user.register",
-                    ("user", user.id.to_string()),
-                    serde_json::json!({}),
-                )
-                .await?;
-                Ok((user, token, expires_at))
-            }
-            .await
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(SessionResponse {
-        token,
-        expires_at,
-        user,
-    }))
+    let registered = conn.transaction::<_, AppError, _>(async |conn| {
+        async {
+            insert_user(conn, &user, &password_hash).await?;
+            create_session(conn, (&state, &meta), user, Action::UserRegister { user: id }).await
+        }
+        .await
+    });
+    Ok(HttpResponse::Created().json(registered.await?))
 }
 
 /// `POST /api/auth/login` — exchange email and password for a session token.
 /// Rate-limited per account and per client address.
-#[utoipa::path(
-    tag = "auth",
-    request_body = LoginRequest,
-    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
-)]
+#[utoipa::path(tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 #[post("/auth/login")]
-pub async fn login(
-    state: web::Data<AppState>,
-    meta: RequestMeta,
-    body: web::Json<LoginRequest>,
-) -> AppResult<HttpResponse> {
+pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Json<LoginRequest>) -> Reply {
     let email = body.email.trim().to_lowercase();
     state.login_limits.check(&email, meta.ip.as_deref())?;
     let mut conn = state.pool.get().await?;
-    type Row = (Uuid, String, String, String, DateTime<Utc>);
-    let row: Option<Row> = users::table
+    let row: Option<(UserView, String)> = users::table
         .filter(users::email.eq(&email))
-        .select((
-            users::id,
-            users::email,
-            users::display_name,
-            users::password_hash,
-            users::created_at,
-        ))
+        .select((UserView::as_select(), users::password_hash))
         .first(&mut conn)
         .await
         .optional()?;
     drop(conn);
     let hashing = state.passwords.clone();
     let password = body.password.clone();
-    let stored = row.as_ref().map(|r| r.3.clone());
+    let stored = row.as_ref().map(|r| r.1.clone());
     let ok = web::block(move || hashing.verify(&password, stored.as_deref()))
         .await
         .map_err(AppError::internal)?;
-    let Some((id, email, display_name, _, created_at)) = row.filter(|_| ok) else {
+    let Some((user, _)) = row.filter(|_| ok) else {
         return Err(AppError::new(ErrorCode::InvalidCredentials, "wrong email or password"));
     };
     let mut conn = state.pool.get().await?;
-    let (token, expires_at) = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            async move {
-                let session = create_session(conn, &state, id, &meta).await?;
-                audit::record(
-                    conn,
-                    &Actor::user(id, &meta),
-                    None,
-                    "user.login",
-                    ("user", id.to_string()),
-                    serde_json::json!({}),
-                )
-                .await?;
-                Ok(session)
-            }
-            .await
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(SessionResponse {
-        token,
-        expires_at,
-        user: UserView {
-            id,
-            email,
-            display_name,
-            created_at,
-        },
-    }))
+    let action = Action::UserLogin { user: user.id };
+    let session = conn.transaction(async |conn| create_session(conn, (&state, &meta), user, action).await);
+    Ok(HttpResponse::Ok().json(session.await?))
 }
 
 /// `POST /api/auth/logout` — end the current login session.
 #[utoipa::path(tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/auth/logout")]
-pub async fn logout(UserAuth(user): UserAuth, state: web::Data<AppState>) -> AppResult<HttpResponse> {
+pub async fn logout(UserAuth(user): UserAuth, state: web::Data<AppState>) -> Reply {
     let mut conn = state.pool.get().await?;
     diesel::delete(user_sessions::table.find(user.session_id))
         .execute(&mut conn)
@@ -232,17 +182,12 @@ pub async fn logout(UserAuth(user): UserAuth, state: web::Data<AppState>) -> App
 /// `GET /api/me` — the logged-in user.
 #[utoipa::path(tag = "auth", responses((status = 200, body = UserView), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/me")]
-pub async fn me(UserAuth(user): UserAuth, state: web::Data<AppState>) -> AppResult<HttpResponse> {
+pub async fn me(UserAuth(user): UserAuth, state: web::Data<AppState>) -> Reply {
     let mut conn = state.pool.get().await?;
-    let created_at: DateTime<Utc> = users::table
+    let me: UserView = users::table
         .find(user.id)
-        .select(users::created_at)
+        .select(UserView::as_select())
         .first(&mut conn)
         .await?;
-    Ok(HttpResponse::Ok().json(UserView {
-        id: user.id,
-        email: user.email,
-        display_name: user.display_name,
-        created_at,
-    }))
+    Ok(HttpResponse::Ok().json(me))
 }

@@ -11,12 +11,11 @@ pub mod principal;
 pub mod rate_limit;
 pub mod secrets;
 
-pub use authorize::{Access, access, authorize};
+use handlers::{login, logout, me, register};
+
+pub use authorize::{Access, access, authorize, authorized};
 pub use permissions::{Permission, PermissionSet, Role};
-pub use principal::{Auth, Principal, RequestMeta, UserAuth};
+pub use principal::{Auth, AuthUser, Principal, RequestMeta, UserAuth};
 
 /// Accounts and login sessions.
-pub const FEATURE: Feature = Feature::new(
-    "accounts",
-    routes! { handlers::register, handlers::login, handlers::logout, handlers::me },
-);
+pub const FEATURE: Feature = Feature::new("accounts", routes! { register, login, logout, me });

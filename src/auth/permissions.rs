@@ -266,6 +266,14 @@ impl FromStr for Role {
     }
 }
 
+/// A role as stored: the tables' CHECK constraints allow only known names, anything else
+/// reads as the weakest role.
+impl From<String> for Role {
+    fn from(stored: String) -> Self {
+        stored.parse().unwrap_or(Role::Guest)
+    }
+}
+
 /// Effective permissions of a member: the role's, plus custom grants, with implications
 /// followed, minus custom revokes. Owners always keep everything.
 pub fn effective(role: Role, granted: PermissionSet, revoked: PermissionSet) -> PermissionSet {

@@ -49,6 +49,14 @@ impl Principal {
         }
     }
 
+    /// The user an action is done for: the caller, or the creator of the API token.
+    pub fn acting_user(&self) -> Uuid {
+        match self {
+            Principal::User(u) => u.id,
+            Principal::Token(t) => t.created_by,
+        }
+    }
+
     pub fn token_id(&self) -> Option<Uuid> {
         match self {
             Principal::User(_) => None,

@@ -2,10 +2,12 @@
 
 pub mod schema;
 
+use crate::error::{AppError, AppResult};
 use anyhow::{Context, anyhow};
-use diesel_async::AsyncPgConnection;
+use diesel_async::methods::LoadQuery;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -24,6 +26,22 @@ pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
         .max_size(size)
         .build()
         .context("building the database pool")
+}
+
+/// Whether `query` finds any row.
+pub async fn exists<Q>(conn: &mut AsyncPgConnection, query: Q) -> AppResult<bool>
+where
+    diesel::dsl::exists<Q>: diesel::Expression,
+    diesel::dsl::select<diesel::dsl::exists<Q>>:
+        diesel::query_builder::AsQuery + for<'q> LoadQuery<'q, AsyncPgConnection, bool> + Send,
+{
+    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn).await?)
+}
+
+/// `Err(not_found())` when a write touched no row: what it names is not there (or not in
+/// the state the write needs).
+pub fn touched(rows: usize, not_found: impl FnOnce() -> AppError) -> AppResult<()> {
+    if rows == 0 { Err(not_found()) } else { Ok(()) }
 }
 
 /// Splits a Postgres URL into (URL of the `postgres` maintenance database, database name).

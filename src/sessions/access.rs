@@ -39,12 +39,14 @@ impl Visibility {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, Deserialize, utoipa::ToSchema)]
 #[diesel(table_name = chat_sessions)]
 pub struct SessionRow {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub title: String,
+    /// `private` or `workspace` (the table allows nothing else).
+    #[schema(value_type = Visibility)]
     pub visibility: String,
     pub default_model: Option<String>,
     pub created_by: Uuid,
@@ -152,8 +154,8 @@ pub fn resolve(
         .clone()
         .flatten()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(member.role());
-    let permissions = if role == member.role() {
+        .unwrap_or(member.role);
+    let permissions = if role == member.role {
         member.effective()
     } else {
         effective(

@@ -1,38 +1,36 @@
 //! Session REST endpoints: create, list, get, update settings, archive, participants,
 //! message history, and WebSocket connect tickets.
 
-use crate::auth::authorize::find_member;
-use crate::auth::{Auth, Permission, Principal, Role, UserAuth, authorize};
-use crate::db::schema::{chat_sessions, message_reactions, messages, session_participants, topics, users};
+use crate::api::{Call, Reply};
+use crate::auth::authorize::{MemberRow, find_member};
+use crate::auth::{AuthUser, Permission, Principal, Role};
+use crate::db::schema::{
+    chat_sessions, message_reactions, messages, session_participants, topics, users, workspace_members,
+};
+use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::events::{self, Event};
+use crate::pagination::Limit;
 use crate::sessions::access::{SessionAccess, SessionRow, Visibility, session_access};
+use crate::sessions::events::SessionEvent;
 use crate::sessions::registry::LiveSessions;
 use crate::sessions::store::{self, MessageView};
-use crate::state::AppState;
 use crate::validate;
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::web::{Json, Path, Query};
+use actix_web::{HttpResponse, delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use scoped_futures::ScopedFutureExt;
+use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A chat session as the caller sees it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionView {
-    pub id: Uuid,
-    pub workspace_id: Uuid,
-    pub title: String,
-    pub visibility: Visibility,
-    pub default_model: Option<String>,
-    pub created_by: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub archived_at: Option<DateTime<Utc>>,
-    /// When the AI answers: `off`, `mention` (a message containing `@ai`), `every_message`.
-    pub ai_mode: String,
+    #[serde(flatten)]
+    pub session: SessionRow,
     /// The session topic's last seq: subscribe with `after_seq` = this to get only new events.
     pub head_seq: i64,
     /// The caller's role in this session (override or workspace role).
@@ -41,18 +39,9 @@ pub struct SessionView {
     pub participant: bool,
 }
 
-fn session_view(row: SessionRow, head_seq: i64, access: Option<&SessionAccess>) -> SessionView {
+fn session_view(session: SessionRow, head_seq: i64, access: Option<&SessionAccess>) -> SessionView {
     SessionView {
-        id: row.id,
-        workspace_id: row.workspace_id,
-        title: row.title,
-        visibility: Visibility::parse(&row.visibility),
-        default_model: row.default_model,
-        created_by: row.created_by,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        archived_at: row.archived_at,
-        ai_mode: row.ai_mode,
+        session,
         head_seq,
         my_role: access.map(|a| a.role),
         my_permissions: access.map(|a| a.permissions.iter().collect()).unwrap_or_default(),
@@ -64,6 +53,57 @@ fn user_of(principal: &Principal) -> AppResult<Uuid> {
     principal
         .user_id()
         .ok_or_else(|| AppError::new(ErrorCode::UserRequired, "chat sessions are for logged-in users"))
+}
+
+/// A pooled connection and the caller's standing in the session (`session_not_found` when
+/// they cannot see it).
+async fn open(call: &Call, id: Uuid) -> AppResult<(DbConn, SessionAccess)> {
+    let mut conn = call.state.pool.get().await?;
+    let access = session_access(&mut conn, id, user_of(&call.caller)?).await?;
+    Ok((conn, access))
+}
+
+/// Runs `work` as the caller in one transaction, with their standing in the session
+/// re-checked inside it; the events it returns are published once committed.
+async fn commit_as<T, F>(call: &Call, id: Uuid, work: F) -> AppResult<T>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(
+            &'c mut AsyncPgConnection,
+            SessionAccess,
+        ) -> ScopedBoxFuture<'static, 'c, AppResult<(T, Vec<Event>)>>
+        + Send
+        + 'static,
+{
+    let user = user_of(&call.caller)?;
+    let mut conn = call.state.pool.get().await?;
+    let hub = &call.state.hub;
+    let committed = events::commit(&mut conn, hub, |conn| {
+        async move {
+            let access = session_access(conn, id, user).await?;
+            work(conn, access).await
+        }
+        .scope_boxed()
+    })
+    .await?;
+    Ok(committed.publish(hub))
+}
+
+/// Changes who takes part in the session, as the caller: `work` appends the event (published
+/// once committed); then the session's live subscribers re-check `target`'s access.
+async fn change_participant<F>(call: &Call, id: Uuid, target: Uuid, work: F) -> AppResult<()>
+where
+    F: for<'c> FnOnce(&'c mut AsyncPgConnection, SessionAccess) -> ScopedBoxFuture<'static, 'c, AppResult<Event>>
+        + Send
+        + 'static,
+{
+    commit_as(call, id, |conn, access| {
+        async move { Ok(((), vec![work(conn, access).await?])) }.scope_boxed()
+    })
+    .await?;
+    let sessions = call.state.hub.get::<LiveSessions>();
+    sessions.session_access_changed(id, Some(target));
+    Ok(())
 }
 
 fn validate_ai_mode(mode: &str) -> AppResult<String> {
@@ -93,62 +133,58 @@ pub struct CreateSessionRequest {
     pub ai_mode: Option<String>,
 }
 
+/// A new session's settings, checked.
+#[derive(Insertable)]
+#[diesel(table_name = chat_sessions)]
+struct NewSession {
+    id: Uuid,
+    workspace_id: Uuid,
+    title: String,
+    visibility: &'static str,
+    default_model: Option<String>,
+    ai_mode: String,
+    created_by: Uuid,
+}
+
+impl CreateSessionRequest {
+    fn parse(&self, workspace_id: Uuid, created_by: Uuid) -> AppResult<NewSession> {
+        Ok(NewSession {
+            id: Uuid::new_v4(),
+            workspace_id,
+            title: validate::text("title", &self.title, 1, 200)?,
+            default_model: validate_model(&self.default_model)?,
+            visibility: self.visibility.unwrap_or(Visibility::Private).as_str(),
+            ai_mode: validate_ai_mode(self.ai_mode.as_deref().unwrap_or("mention"))?,
+            created_by,
+        })
+    }
+}
+
 /// `POST /api/workspaces/{id}/sessions` — start a chat session (`create_sessions`).
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path)), request_body = CreateSessionRequest,
     responses((status = 201, body = SessionView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/workspaces/{id}/sessions")]
-pub async fn create_session(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<CreateSessionRequest>,
-) -> AppResult<HttpResponse> {
-    let workspace_id = path.into_inner();
-    let title = validate::text("title", &body.title, 1, 200)?;
-    let model = validate_model(&body.default_model)?;
-    let visibility = body.visibility.unwrap_or(Visibility::Private);
-    let ai_mode = validate_ai_mode(body.ai_mode.as_deref().unwrap_or("mention"))?;
-    let mut conn = state.pool.get().await?;
-    authorize(
-        &mut conn,
-        &Principal::User(user.clone()),
-        workspace_id,
-        Permission::CreateSessions,
-    )
-    .await?;
-    let (row, events) = events::commit(&mut conn, &state.hub, |conn| {
+pub async fn create_session(call: Call<AuthUser>, path: Path<Uuid>, body: Json<CreateSessionRequest>) -> Reply {
+    let user = call.caller.id;
+    let new = body.parse(*path, user)?;
+    let (mut conn, _) = call.authorized(*path, Permission::CreateSessions).await?;
+    let (row, head) = events::commit(&mut conn, &call.state.hub, |conn| {
         async move {
             let row: SessionRow = diesel::insert_into(chat_sessions::table)
-                .values((
-                    chat_sessions::id.eq(Uuid::new_v4()),
-                    chat_sessions::workspace_id.eq(workspace_id),
-                    chat_sessions::title.eq(&title),
-                    chat_sessions::visibility.eq(visibility.as_str()),
-                    chat_sessions::default_model.eq(&model),
-                    chat_sessions::ai_mode.eq(&ai_mode),
-                    chat_sessions::created_by.eq(user.id),
-                ))
+                .values(new)
                 .returning(SessionRow::as_returning())
                 .get_result(conn)
                 .await?;
-            let created = store::append(
-                conn,
-                row.id,
-                "session.created",
-                serde_json::json!({ "session": row }),
-                Some(user.id),
-            )
-            .await?;
-            let joined = store::add_participant(conn, row.id, user.id, None, user.id).await?;
-            let events = vec![created, joined];
-            Ok(((row, events.clone()), events))
+            let created = SessionEvent::SessionCreated { session: &row };
+            let created = created.append(conn, row.id, Some(user)).await?;
+            let joined = store::add_participant(conn, row.id, user, None, user).await?;
+            Ok(((row, joined.seq), vec![created, joined]))
         }
         .scope_boxed()
     })
     .await?
-    .publish(&state.hub);
-    let head = events.last().map(|e| e.seq).unwrap_or(0);
-    let access = session_access(&mut conn, row.id, user.id).await?;
+    .publish(&call.state.hub);
+    let access = session_access(&mut conn, row.id, user).await?;
     Ok(HttpResponse::Created().json(session_view(row, head, Some(&access))))
 }
 
@@ -158,19 +194,46 @@ pub struct ListSessionsQuery {
     pub archived: Option<bool>,
 }
 
+/// The caller's workspace membership and the sessions they joined (with their role
+/// override), among `ids`; `None` for callers that are no member (API tokens).
+type Standing = Option<(Uuid, MemberRow, HashMap<Uuid, Option<String>>)>;
+
+async fn standing(
+    conn: &mut AsyncPgConnection,
+    workspace_id: Uuid,
+    user: Option<Uuid>,
+    ids: &[Uuid],
+) -> AppResult<Standing> {
+    let Some(user) = user else { return Ok(None) };
+    let Some(member) = find_member(conn, workspace_id, user).await? else {
+        return Ok(None);
+    };
+    let joined = session_participants::table
+        .filter(session_participants::user_id.eq(user))
+        .filter(session_participants::session_id.eq_any(ids))
+        .select((session_participants::session_id, session_participants::role_override));
+    Ok(Some((
+        user,
+        member,
+        joined.load::<(Uuid, Option<String>)>(conn).await?.into_iter().collect(),
+    )))
+}
+
+/// The last seq of each topic.
+async fn heads(conn: &mut AsyncPgConnection, names: &[String]) -> AppResult<HashMap<String, i64>> {
+    let query = topics::table
+        .filter(topics::topic.eq_any(names))
+        .select((topics::topic, topics::last_seq));
+    Ok(query.load::<(String, i64)>(conn).await?.into_iter().collect())
+}
+
 /// `GET /api/workspaces/{id}/sessions` — the sessions the caller can see.
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path), ListSessionsQuery),
     responses((status = 200, body = Vec<SessionView>)), security(("bearer" = [])))]
 #[get("/workspaces/{id}/sessions")]
-pub async fn list_sessions(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    query: web::Query<ListSessionsQuery>,
-) -> AppResult<HttpResponse> {
-    let workspace_id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let acc = authorize(&mut conn, &principal, workspace_id, Permission::ViewSessions).await?;
+pub async fn list_sessions(call: Call, path: Path<Uuid>, query: Query<ListSessionsQuery>) -> Reply {
+    let workspace_id = *path;
+    let (mut conn, acc) = call.authorized(workspace_id, Permission::ViewSessions).await?;
     let mut q = chat_sessions::table
         .filter(chat_sessions::workspace_id.eq(workspace_id))
         .order(chat_sessions::created_at.desc())
@@ -181,7 +244,7 @@ pub async fn list_sessions(
     }
     if !acc.permissions.contains(Permission::ManageSessions) {
         let mine = session_participants::table
-            .filter(session_participants::user_id.nullable().eq(principal.user_id()))
+            .filter(session_participants::user_id.nullable().eq(call.caller.user_id()))
             .select(session_participants::session_id);
         q = q.filter(
             chat_sessions::visibility
@@ -193,29 +256,9 @@ pub async fn list_sessions(
     // Three queries however many sessions: heads, then the caller's membership and
     // participations.
     let names: Vec<String> = rows.iter().map(|r| store::topic(r.id)).collect();
-    let heads: std::collections::HashMap<String, i64> = topics::table
-        .filter(topics::topic.eq_any(&names))
-        .select((topics::topic, topics::last_seq))
-        .load::<(String, i64)>(&mut conn)
-        .await?
-        .into_iter()
-        .collect();
-    let caller = match principal.user_id() {
-        Some(user) => {
-            let member = find_member(&mut conn, workspace_id, user).await?;
-            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-            let joined: std::collections::HashMap<Uuid, Option<String>> = session_participants::table
-                .filter(session_participants::user_id.eq(user))
-                .filter(session_participants::session_id.eq_any(&ids))
-                .select((session_participants::session_id, session_participants::role_override))
-                .load::<(Uuid, Option<String>)>(&mut conn)
-                .await?
-                .into_iter()
-                .collect();
-            member.map(|m| (user, m, joined))
-        }
-        None => None,
-    };
+    let heads = heads(&mut conn, &names).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let caller = standing(&mut conn, workspace_id, call.caller.user_id(), &ids).await?;
     let views: Vec<SessionView> = rows
         .into_iter()
         .zip(names)
@@ -230,20 +273,19 @@ pub async fn list_sessions(
     Ok(HttpResponse::Ok().json(views))
 }
 
+/// The session as the caller sees it now; `head` is at least the seq the caller's change got.
+async fn respond_session(call: &Call, id: Uuid, head: i64) -> Reply {
+    let (mut conn, access) = open(call, id).await?;
+    let head = head.max(events::last_seq(&mut conn, &store::topic(id)).await?);
+    Ok(HttpResponse::Ok().json(session_view(access.session.clone(), head, Some(&access))))
+}
+
 /// `GET /api/sessions/{id}` — one session.
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path)),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/sessions/{id}")]
-pub async fn get_session(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let access = session_access(&mut conn, id, user_of(&principal)?).await?;
-    let head = events::last_seq(&mut conn, &store::topic(id)).await?;
-    Ok(HttpResponse::Ok().json(session_view(access.session.clone(), head, Some(&access))))
+pub async fn get_session(call: Call, path: Path<Uuid>) -> Reply {
+    respond_session(&call, *path, 0).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -256,37 +298,67 @@ pub struct UpdateSessionRequest {
     pub ai_mode: Option<String>,
 }
 
-/// Runs a settings change: authorize (creator or `manage_sessions`), update, append the
-/// event, publish it to live subscribers after commit.
-async fn change_session<F>(
-    state: &AppState,
-    principal: &Principal,
-    id: Uuid,
-    kind: &'static str,
-    change: F,
-) -> AppResult<(SessionAccess, Event)>
-where
-    F: for<'c> FnOnce(
-            &'c mut AsyncPgConnection,
-        ) -> scoped_futures::ScopedBoxFuture<'static, 'c, AppResult<serde_json::Value>>
-        + Send
-        + 'static,
-{
-    let user = user_of(principal)?;
-    let mut conn = state.pool.get().await?;
-    let (access, event) = events::commit(&mut conn, &state.hub, |conn| {
+/// A change to a session's settings: the columns that are `Some` are set.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = chat_sessions)]
+struct SessionChanges {
+    title: Option<String>,
+    visibility: Option<&'static str>,
+    ai_mode: Option<String>,
+    default_model: Option<Option<String>>,
+    archived_at: Option<Option<DateTime<Utc>>>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl UpdateSessionRequest {
+    fn parse(&self) -> AppResult<SessionChanges> {
+        let title = self
+            .title
+            .as_deref()
+            .map(|t| validate::text("title", t, 1, 200))
+            .transpose()?;
+        let default_model = match self.default_model.as_deref() {
+            Some("") => Some(None),
+            Some(m) => Some(Some(validate::text("default_model", m, 1, 200)?)),
+            None => None,
+        };
+        let visibility = self.visibility.map(Visibility::as_str);
+        let ai_mode = self.ai_mode.as_deref().map(validate_ai_mode).transpose()?;
+        Ok(SessionChanges {
+            title,
+            visibility,
+            ai_mode,
+            default_model,
+            ..SessionChanges::default()
+        })
+    }
+}
+
+/// The event a settings change writes, made from the updated row.
+type ChangeEvent = for<'r> fn(&'r SessionRow) -> SessionEvent<'r>;
+
+/// Changes a session's settings as the caller (its creator or `manage_sessions`): the
+/// update and its event in one transaction, published after commit. Returns the event's
+/// seq.
+async fn change_session(call: &Call, id: Uuid, event: ChangeEvent, changes: SessionChanges) -> AppResult<i64> {
+    let changes = SessionChanges {
+        updated_at: Some(Utc::now()),
+        ..changes
+    };
+    commit_as(call, id, move |conn, access| {
         async move {
-            let access = session_access(conn, id, user).await?;
             access.require_manage()?;
-            let data = change(conn).await?;
-            let event = store::append(conn, id, kind, data, Some(user)).await?;
-            Ok(((access, event.clone()), vec![event]))
+            let row: SessionRow = diesel::update(chat_sessions::table.find(id))
+                .set(changes)
+                .returning(SessionRow::as_returning())
+                .get_result(conn)
+                .await?;
+            let event = event(&row).append(conn, id, Some(access.user_id)).await?;
+            Ok((event.seq, vec![event]))
         }
         .scope_boxed()
     })
-    .await?
-    .publish(&state.hub);
-    Ok((access, event))
+    .await
 }
 
 /// `PATCH /api/sessions/{id}` — change title, visibility or default model (creator or
@@ -294,121 +366,46 @@ where
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path)), request_body = UpdateSessionRequest,
     responses((status = 200, body = SessionView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[patch("/sessions/{id}")]
-pub async fn update_session(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<UpdateSessionRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let title = body
-        .title
-        .as_deref()
-        .map(|t| validate::text("title", t, 1, 200))
-        .transpose()?;
-    let model = match body.default_model.as_deref() {
-        Some("") => Some(None),
-        Some(m) => Some(Some(validate::text("default_model", m, 1, 200)?)),
-        None => None,
-    };
-    let visibility = body.visibility;
-    let ai_mode = body.ai_mode.as_deref().map(validate_ai_mode).transpose()?;
-    let (_, event) = change_session(&state, &principal, id, "session.updated", move |conn| {
-        async move {
-            if let Some(title) = &title {
-                diesel::update(chat_sessions::table.find(id))
-                    .set(chat_sessions::title.eq(title))
-                    .execute(conn)
-                    .await?;
-            }
-            if let Some(visibility) = visibility {
-                diesel::update(chat_sessions::table.find(id))
-                    .set(chat_sessions::visibility.eq(visibility.as_str()))
-                    .execute(conn)
-                    .await?;
-            }
-            if let Some(mode) = &ai_mode {
-                diesel::update(chat_sessions::table.find(id))
-                    .set(chat_sessions::ai_mode.eq(mode))
-                    .execute(conn)
-                    .await?;
-            }
-            if let Some(model) = &model {
-                diesel::update(chat_sessions::table.find(id))
-                    .set(chat_sessions::default_model.eq(model))
-                    .execute(conn)
-                    .await?;
-            }
-            let row: SessionRow = diesel::update(chat_sessions::table.find(id))
-                .set(chat_sessions::updated_at.eq(Utc::now()))
-                .returning(SessionRow::as_returning())
-                .get_result(conn)
-                .await?;
-            Ok(serde_json::json!({ "session": row }))
-        }
-        .scope_boxed()
-    })
-    .await?;
-    if visibility == Some(Visibility::Private) {
-        state.hub.get::<LiveSessions>().session_access_changed(id, None);
+pub async fn update_session(call: Call, path: Path<Uuid>, body: Json<UpdateSessionRequest>) -> Reply {
+    let changes = body.parse()?;
+    let private = changes.visibility == Some(Visibility::Private.as_str());
+    let updated: ChangeEvent = |session| SessionEvent::SessionUpdated { session };
+    let head = change_session(&call, *path, updated, changes).await?;
+    if private {
+        call.state.hub.get::<LiveSessions>().session_access_changed(*path, None);
     }
-    respond_session(&state, &principal, id, event.seq).await
-}
-
-async fn respond_session(state: &AppState, principal: &Principal, id: Uuid, head: i64) -> AppResult<HttpResponse> {
-    let mut conn = state.pool.get().await?;
-    let access = session_access(&mut conn, id, user_of(principal)?).await?;
-    let head = head.max(events::last_seq(&mut conn, &store::topic(id)).await?);
-    Ok(HttpResponse::Ok().json(session_view(access.session.clone(), head, Some(&access))))
-}
-
-async fn set_archived(state: &AppState, principal: &Principal, id: Uuid, archived: bool) -> AppResult<HttpResponse> {
-    let kind = if archived {
-        "session.archived"
-    } else {
-        "session.unarchived"
-    };
-    let (_, event) = change_session(state, principal, id, kind, move |conn| {
-        async move {
-            let at = archived.then(Utc::now);
-            let row: SessionRow = diesel::update(chat_sessions::table.find(id))
-                .set((
-                    chat_sessions::archived_at.eq(at),
-                    chat_sessions::updated_at.eq(Utc::now()),
-                ))
-                .returning(SessionRow::as_returning())
-                .get_result(conn)
-                .await?;
-            Ok(serde_json::json!({ "session": row }))
-        }
-        .scope_boxed()
-    })
-    .await?;
-    respond_session(state, principal, id, event.seq).await
+    respond_session(&call, *path, head).await
 }
 
 /// `POST /api/sessions/{id}/archive` — archive: readable, no longer writable.
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path)),
     responses((status = 200, body = SessionView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/sessions/{id}/archive")]
-pub async fn archive_session(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    set_archived(&state, &principal, path.into_inner(), true).await
+pub async fn archive_session(call: Call, path: Path<Uuid>) -> Reply {
+    set_archived(&call, *path, Some(Utc::now())).await
 }
 
 /// `POST /api/sessions/{id}/unarchive` — make an archived session writable again.
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path)),
     responses((status = 200, body = SessionView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/sessions/{id}/unarchive")]
-pub async fn unarchive_session(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    set_archived(&state, &principal, path.into_inner(), false).await
+pub async fn unarchive_session(call: Call, path: Path<Uuid>) -> Reply {
+    set_archived(&call, *path, None).await
+}
+
+/// Archives the session (`at` is when) or makes it writable again (`None`).
+async fn set_archived(call: &Call, id: Uuid, at: Option<DateTime<Utc>>) -> Reply {
+    let event: ChangeEvent = if at.is_some() {
+        |session| SessionEvent::SessionArchived { session }
+    } else {
+        |session| SessionEvent::SessionUnarchived { session }
+    };
+    let changes = SessionChanges {
+        archived_at: Some(at),
+        ..SessionChanges::default()
+    };
+    let head = change_session(call, id, event, changes).await?;
+    respond_session(call, id, head).await
 }
 
 /// A participant of a session.
@@ -427,18 +424,12 @@ pub struct ParticipantView {
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<ParticipantView>)), security(("bearer" = [])))]
 #[get("/sessions/{id}/participants")]
-pub async fn list_participants(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    participants(&state, &principal, path.into_inner()).await
+pub async fn list_participants(call: Call, path: Path<Uuid>) -> Reply {
+    participants(&call, *path).await
 }
 
-async fn participants(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<HttpResponse> {
-    let mut conn = state.pool.get().await?;
-    let access = session_access(&mut conn, id, user_of(principal)?).await?;
-    use crate::db::schema::workspace_members;
+async fn participants(call: &Call, id: Uuid) -> Reply {
+    let (mut conn, access) = open(call, id).await?;
     type Row = (Uuid, String, Option<String>, DateTime<Utc>, Option<String>);
     let rows: Vec<Row> = session_participants::table
         .inner_join(users::table)
@@ -491,19 +482,10 @@ pub struct AddParticipantRequest {
     responses((status = 200, body = Vec<ParticipantView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 #[post("/sessions/{id}/participants")]
-pub async fn add_participant(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    body: web::Json<AddParticipantRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let user = user_of(&principal)?;
-    let (target, role_override) = (body.user_id, body.role_override);
-    let mut conn = state.pool.get().await?;
-    events::commit(&mut conn, &state.hub, |conn| {
+pub async fn add_participant(call: Call, path: Path<Uuid>, body: Json<AddParticipantRequest>) -> Reply {
+    let (id, target, role_override) = (*path, body.user_id, body.role_override);
+    change_participant(&call, id, target, move |conn, access| {
         async move {
-            let access = session_access(conn, id, user).await?;
             access.require_manage()?;
             if let Some(role) = role_override
                 && !role.permissions().is_subset(access.permissions)
@@ -519,21 +501,19 @@ pub async fn add_participant(
                 ));
             };
             // Nor change the standing of someone who can do more than you.
-            if role_override.is_some() && target != user && !member.effective().is_subset(access.permissions) {
+            let mightier = !member.effective().is_subset(access.permissions);
+            if role_override.is_some() && target != access.user_id && mightier {
                 return Err(AppError::forbidden(
                     "you cannot override the role of someone with more permissions than yours",
                 ));
             }
-
-            let event = store::add_participant(conn, id, target, role_override.map(|r| r.as_str()), user).await?;
-            Ok(((), vec![event]))
+            let role_override = role_override.map(|r| r.as_str());
+            store::add_participant(conn, id, target, role_override, access.user_id).await
         }
         .scope_boxed()
     })
-    .await?
-    .publish(&state.hub);
-    state.hub.get::<LiveSessions>().session_access_changed(id, Some(target));
-    participants(&state, &principal, id).await
+    .await?;
+    participants(&call, id).await
 }
 
 /// `DELETE /api/sessions/{id}/participants/{user_id}` — remove a participant (creator or
@@ -541,44 +521,28 @@ pub async fn add_participant(
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[delete("/sessions/{id}/participants/{user_id}")]
-pub async fn remove_participant(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
-) -> AppResult<HttpResponse> {
-    let (id, target) = path.into_inner();
-    let user = user_of(&principal)?;
-    let mut conn = state.pool.get().await?;
-    events::commit(&mut conn, &state.hub, |conn| {
+pub async fn remove_participant(call: Call, path: Path<(Uuid, Uuid)>) -> Reply {
+    let (id, target) = *path;
+    change_participant(&call, id, target, move |conn, access| {
         async move {
-            let access = session_access(conn, id, user).await?;
-            if target != user {
+            if target != access.user_id {
                 access.require_manage()?;
             }
             let removed = diesel::delete(session_participants::table.find((id, target)))
                 .execute(conn)
                 .await?;
-            if removed == 0 {
-                return Err(AppError::new(
-                    ErrorCode::MemberNotFound,
-                    "that user is not a participant",
-                ));
-            }
-            let event = store::append(
-                conn,
-                id,
-                "participant.removed",
-                serde_json::json!({ "user_id": target }),
-                Some(user),
-            )
-            .await?;
-            Ok(((), vec![event]))
+            db::touched(removed, || {
+                AppError::new(ErrorCode::MemberNotFound, "that user is not a participant")
+            })?;
+            let removed = SessionEvent::ParticipantRemoved {
+                user_id: target,
+                reason: None,
+            };
+            removed.append(conn, id, Some(access.user_id)).await
         }
         .scope_boxed()
     })
-    .await?
-    .publish(&state.hub);
-    state.hub.get::<LiveSessions>().session_access_changed(id, Some(target));
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -621,19 +585,9 @@ pub struct HistoryPage {
 #[utoipa::path(tag = "sessions", params(("id" = Uuid, Path), HistoryQuery),
     responses((status = 200, body = HistoryPage), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/sessions/{id}/messages")]
-pub async fn list_messages(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    query: web::Query<HistoryQuery>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AppError::validation("`limit` must be between 1 and 200"));
-    }
-    let mut conn = state.pool.get().await?;
-    let access = session_access(&mut conn, id, user_of(&principal)?).await?;
+pub async fn list_messages(call: Call, path: Path<Uuid>, query: Query<HistoryQuery>) -> Reply {
+    let (id, limit) = (*path, Limit::parse(query.limit)?);
+    let (mut conn, access) = open(&call, id).await?;
     access
         .require(Permission::ViewSessions)
         .or_else(|e| if access.participant { Ok(()) } else { Err(e) })?;
@@ -641,7 +595,7 @@ pub async fn list_messages(
     let mut q = messages::table
         .filter(messages::session_id.eq(id))
         .select(MessageView::as_select())
-        .limit(limit + 1)
+        .limit(limit.probe())
         .into_boxed();
     if let Some(after) = query.after_seq {
         q = q.filter(messages::seq.gt(after));
@@ -656,12 +610,20 @@ pub async fn list_messages(
     } else {
         q.order(messages::seq.asc())
     };
-    let mut rows: Vec<MessageView> = q.load(&mut conn).await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let (mut rows, has_more) = limit.page(q.load(&mut conn).await?);
     if backwards {
         rows.reverse();
     }
+    let messages = with_reactions(&mut conn, rows).await?;
+    Ok(HttpResponse::Ok().json(HistoryPage {
+        messages,
+        has_more,
+        head_seq,
+    }))
+}
+
+/// The messages with their reactions, grouped by emoji in the order they were given.
+async fn with_reactions(conn: &mut AsyncPgConnection, rows: Vec<MessageView>) -> AppResult<Vec<HistoryMessage>> {
     let ids: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
     let reactions: Vec<(Uuid, String, Uuid)> = message_reactions::table
         .filter(message_reactions::message_id.eq_any(&ids))
@@ -675,7 +637,7 @@ pub async fn list_messages(
             message_reactions::emoji,
             message_reactions::user_id,
         ))
-        .load(&mut conn)
+        .load(conn)
         .await?;
     let messages = rows
         .into_iter()
@@ -696,9 +658,5 @@ pub async fn list_messages(
             }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(HistoryPage {
-        messages,
-        has_more,
-        head_seq,
-    }))
+    Ok(messages)
 }

@@ -6,6 +6,7 @@ use crate::db::schema::{message_reactions, messages, session_participants, users
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::{self, Event};
 use crate::sessions::access::{SessionAccess, Visibility, session_access};
+use crate::sessions::events::{MessageOrigin, Reaction, SessionEvent};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -44,6 +45,25 @@ pub struct MessageView {
     pub model: Option<String>,
     /// `complete`, or for AI replies `streaming`, `stopped`, `failed`, `interrupted`.
     pub status: String,
+}
+
+/// A message a participant sends.
+#[derive(Insertable)]
+#[diesel(table_name = messages)]
+pub struct NewMessage<'a> {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub seq: i64,
+    pub author_id: Uuid,
+    pub role: &'a str,
+    pub body: &'a str,
+}
+
+impl NewMessage<'_> {
+    pub async fn insert(&self, conn: &mut AsyncPgConnection) -> AppResult<MessageView> {
+        let query = diesel::insert_into(messages::table).values(self);
+        Ok(query.returning(MessageView::as_returning()).get_result(conn).await?)
+    }
 }
 
 pub fn validate_body(body: &str) -> AppResult<String> {
@@ -118,30 +138,17 @@ pub async fn add_participant(
         .select(users::display_name)
         .first(conn)
         .await?;
-    append(
-        conn,
-        session_id,
-        "participant.added",
-        serde_json::json!({ "user_id": user_id, "display_name": display_name, "role_override": role_override }),
-        Some(added_by),
-    )
-    .await
+    let added = SessionEvent::ParticipantAdded {
+        user_id,
+        display_name: &display_name,
+        role_override,
+    };
+    added.append(conn, session_id, Some(added_by)).await
 }
 
 /// A session's topic name, as the event log stores it.
 pub fn topic(session_id: Uuid) -> String {
     crate::sessions::registry::topic(session_id).to_string()
-}
-
-/// Appends one event on the session's topic.
-pub async fn append(
-    conn: &mut AsyncPgConnection,
-    session_id: Uuid,
-    kind: &str,
-    data: serde_json::Value,
-    actor: Option<Uuid>,
-) -> AppResult<Event> {
-    events::append(conn, &topic(session_id), kind, data, actor).await
 }
 
 /// Authorizes and applies one action; returns the events it appended (the last one is
@@ -164,24 +171,24 @@ pub async fn apply(
             out.extend(ensure_participant(conn, &access).await?);
             let topic = topic(session_id);
             let seq = events::reserve(conn, &topic, 1).await?;
-            let message: MessageView = diesel::insert_into(messages::table)
-                .values((
-                    messages::id.eq(Uuid::new_v4()),
-                    messages::session_id.eq(session_id),
-                    messages::seq.eq(seq),
-                    messages::author_id.eq(user_id),
-                    messages::role.eq("user"),
-                    messages::body.eq(&body),
-                ))
-                .returning(MessageView::as_returning())
-                .get_result(conn)
-                .await?;
+            let new = NewMessage {
+                id: Uuid::new_v4(),
+                session_id,
+                seq,
+                author_id: user_id,
+                role: "user",
+                body: &body,
+            };
+            let message: MessageView = new.insert(conn).await?;
             let asks_ai = crate::ai::intent::decide(conn, session_id, &body).await?;
             if asks_ai {
                 crate::ai::intent::record(conn, message.id, session_id, message.id, Some(user_id), node).await?;
             }
-            let data = serde_json::json!({ "message": message, "asks_ai": asks_ai });
-            out.push(events::insert(conn, &topic, seq, "message.created", data, Some(user_id)).await?);
+            let created = SessionEvent::MessageCreated {
+                message: &message,
+                origin: MessageOrigin::User { asks_ai },
+            };
+            out.push(created.insert(conn, session_id, seq, Some(user_id)).await?);
         }
         Action::Edit { message_id, body } => {
             let body = validate_body(&body)?;
@@ -198,16 +205,8 @@ pub async fn apply(
                 .returning(MessageView::as_returning())
                 .get_result(conn)
                 .await?;
-            out.push(
-                append(
-                    conn,
-                    session_id,
-                    "message.edited",
-                    serde_json::json!({ "message": message }),
-                    Some(user_id),
-                )
-                .await?,
-            );
+            let edited = SessionEvent::MessageEdited { message: &message };
+            out.push(edited.append(conn, session_id, Some(user_id)).await?);
         }
         Action::Delete { message_id } => {
             let message = load_message(conn, session_id, message_id).await?;
@@ -239,8 +238,8 @@ pub async fn apply(
             diesel::delete(message_reactions::table.filter(message_reactions::message_id.eq(message_id)))
                 .execute(conn)
                 .await?;
-            let data = serde_json::json!({ "message_id": message_id });
-            out.push(append(conn, session_id, "message.deleted", data, Some(user_id)).await?);
+            let deleted = SessionEvent::MessageDeleted { message_id };
+            out.push(deleted.append(conn, session_id, Some(user_id)).await?);
         }
         Action::React { message_id, emoji } => {
             access.require(Permission::SendMessages)?;
@@ -262,14 +261,18 @@ pub async fn apply(
                     .execute(conn)
                     .await?;
             }
-            let (kind, added) = if removed == 0 {
-                ("reaction.added", true)
-            } else {
-                ("reaction.removed", false)
+            let reaction = Reaction {
+                message_id,
+                user_id,
+                emoji: &emoji,
+                added: removed == 0,
             };
-            let data =
-                serde_json::json!({ "message_id": message_id, "user_id": user_id, "emoji": emoji, "added": added });
-            out.push(append(conn, session_id, kind, data, Some(user_id)).await?);
+            let event = if reaction.added {
+                SessionEvent::ReactionAdded(reaction)
+            } else {
+                SessionEvent::ReactionRemoved(reaction)
+            };
+            out.push(event.append(conn, session_id, Some(user_id)).await?);
         }
     }
     Ok(out)

@@ -1,37 +1,27 @@
 //! API tokens for REST integrations: scoped to one workspace and a subset of the creator's
 //! permissions, shown once, stored hashed, revocable, with last-used time.
 
-use crate::audit::{self, Actor};
+use crate::api::{Call, Reply};
+use crate::audit::Action;
 use crate::auth::secrets::{self, SecretKind};
-use crate::auth::{Auth, Permission, Principal, RequestMeta, UserAuth, authorize};
+use crate::auth::{AuthUser, Permission, PermissionSet};
+use crate::db;
 use crate::db::schema::api_tokens;
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
-use crate::state::AppState;
 use crate::validate;
 use crate::workspaces::parse_grantable;
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::web::{Json, Path};
+use actix_web::{HttpResponse, delete, get, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = api_tokens)]
-struct TokenRow {
-    id: Uuid,
-    workspace_id: Uuid,
-    name: String,
-    permissions: Vec<String>,
-    created_by: Uuid,
-    created_at: DateTime<Utc>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-}
-
 /// An API token's metadata (never the secret).
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, Queryable, Selectable, utoipa::ToSchema)]
+#[diesel(table_name = api_tokens)]
 pub struct ApiTokenView {
     pub id: Uuid,
     pub workspace_id: Uuid,
@@ -44,22 +34,6 @@ pub struct ApiTokenView {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-impl From<TokenRow> for ApiTokenView {
-    fn from(r: TokenRow) -> Self {
-        Self {
-            id: r.id,
-            workspace_id: r.workspace_id,
-            name: r.name,
-            permissions: r.permissions,
-            created_by: r.created_by,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-            last_used_at: r.last_used_at,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateApiTokenRequest {
     /// 1 to 100 characters.
@@ -68,6 +42,25 @@ pub struct CreateApiTokenRequest {
     pub permissions: Vec<String>,
     /// Days until the token expires (1–3650); never when absent.
     pub expires_in_days: Option<i64>,
+}
+
+impl CreateApiTokenRequest {
+    /// The name, the permissions and the expiry time, checked.
+    fn parse(&self) -> AppResult<(String, PermissionSet, Option<DateTime<Utc>>)> {
+        let name = validate::text("name", &self.name, 1, 100)?;
+        let permissions = parse_grantable("permissions", &self.permissions)?;
+        if permissions == PermissionSet::EMPTY {
+            return Err(AppError::validation("`permissions` must name at least one permission"));
+        }
+        let expires_at = match self.expires_in_days {
+            Some(days) if !(1..=3650).contains(&days) => {
+                return Err(AppError::validation("`expires_in_days` must be between 1 and 3650"));
+            }
+            Some(days) => Some(Utc::now() + chrono::Duration::days(days)),
+            None => None,
+        };
+        Ok((name, permissions, expires_at))
+    }
 }
 
 /// The new token. `token` is shown only in this response.
@@ -82,135 +75,83 @@ pub struct CreatedApiToken {
 #[utoipa::path(tag = "api tokens", params(("id" = Uuid, Path)), request_body = CreateApiTokenRequest,
     responses((status = 201, body = CreatedApiToken), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/workspaces/{id}/tokens")]
-pub async fn create_api_token(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    meta: RequestMeta,
-    path: web::Path<Uuid>,
-    body: web::Json<CreateApiTokenRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let name = validate::text("name", &body.name, 1, 100)?;
-    let permissions = parse_grantable("permissions", &body.permissions)?;
-    if permissions == crate::auth::PermissionSet::EMPTY {
-        return Err(AppError::validation("`permissions` must name at least one permission"));
-    }
-    let expires_at = match body.expires_in_days {
-        Some(days) if !(1..=3650).contains(&days) => {
-            return Err(AppError::validation("`expires_in_days` must be between 1 and 3650"));
-        }
-        Some(days) => Some(Utc::now() + chrono::Duration::days(days)),
-        None => None,
-    };
-    let principal = Principal::User(user.clone());
-    let mut conn = state.pool.get().await?;
-    let acc = authorize(&mut conn, &principal, id, Permission::ManageApiTokens).await?;
-    if !permissions.closure().is_subset(acc.permissions) {
-        return Err(AppError::forbidden(
-            "a token cannot have permissions its creator does not hold",
-        ));
-    }
+pub async fn create_api_token(call: Call<AuthUser>, path: Path<Uuid>, body: Json<CreateApiTokenRequest>) -> Reply {
+    let (workspace, (name, permissions, expires_at)) = (*path, body.parse()?);
     let (token, hash) = secrets::generate(SecretKind::ApiToken);
-    let actor = Actor::user(user.id, &meta);
-    let row = conn
-        .transaction::<_, AppError, _>(async |conn| {
+    let created_by = call.caller.id;
+    let api_token = call
+        .audited(workspace, Permission::ManageApiTokens, |conn, acc| {
             async move {
-                let row: TokenRow = diesel::insert_into(api_tokens::table)
+                if !permissions.closure().is_subset(acc.permissions) {
+                    return Err(AppError::forbidden(
+                        "a token cannot have permissions its creator does not hold",
+                    ));
+                }
+                let row: ApiTokenView = diesel::insert_into(api_tokens::table)
                     .values((
                         api_tokens::id.eq(Uuid::new_v4()),
-                        api_tokens::workspace_id.eq(id),
+                        api_tokens::workspace_id.eq(workspace),
                         api_tokens::name.eq(&name),
                         api_tokens::token_hash.eq(hash),
                         api_tokens::permissions.eq(permissions.names()),
-                        api_tokens::created_by.eq(user.id),
+                        api_tokens::created_by.eq(created_by),
                         api_tokens::expires_at.eq(expires_at),
                     ))
-                    .returning(TokenRow::as_returning())
+                    .returning(ApiTokenView::as_returning())
                     .get_result(conn)
                     .await?;
-                audit::record(
-                    conn,
-                    &actor,
-                    Some(id),
-                    "api_token.create",
-                    ("api_token", row.id.to_string()),
-                    serde_json::json!({ "name": name, "permissions": permissions.names() }),
-                )
-                .await?;
-                Ok(row)
+                let (token, permissions) = (row.id, permissions.names());
+                Ok((
+                    Action::ApiTokenCreate {
+                        workspace,
+                        token,
+                        name,
+                        permissions,
+                    },
+                    row,
+                ))
             }
-            .await
+            .scope_boxed()
         })
         .await?;
-    Ok(HttpResponse::Created().json(CreatedApiToken {
-        api_token: row.into(),
-        token,
-    }))
+    Ok(HttpResponse::Created().json(CreatedApiToken { api_token, token }))
 }
 
 /// `GET /api/workspaces/{id}/tokens` — the workspace's API tokens (`manage_api_tokens`).
 #[utoipa::path(tag = "api tokens", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<ApiTokenView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/workspaces/{id}/tokens")]
-pub async fn list_api_tokens(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    authorize(&mut conn, &principal, id, Permission::ManageApiTokens).await?;
-    let rows: Vec<TokenRow> = api_tokens::table
-        .filter(api_tokens::workspace_id.eq(id))
+pub async fn list_api_tokens(call: Call, path: Path<Uuid>) -> Reply {
+    let (mut conn, _) = call.authorized(*path, Permission::ManageApiTokens).await?;
+    let tokens = api_tokens::table
+        .filter(api_tokens::workspace_id.eq(*path))
         .order(api_tokens::created_at.desc())
-        .select(TokenRow::as_select())
-        .load(&mut conn)
-        .await?;
-    Ok(HttpResponse::Ok().json(rows.into_iter().map(ApiTokenView::from).collect::<Vec<_>>()))
+        .select(ApiTokenView::as_select());
+    Ok(HttpResponse::Ok().json(tokens.load::<ApiTokenView>(&mut conn).await?))
 }
 
 /// `DELETE /api/workspaces/{id}/tokens/{token_id}` — revoke an API token at once.
 #[utoipa::path(tag = "api tokens", params(("id" = Uuid, Path), ("token_id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[delete("/workspaces/{id}/tokens/{token_id}")]
-pub async fn revoke_api_token(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    meta: RequestMeta,
-    path: web::Path<(Uuid, Uuid)>,
-) -> AppResult<HttpResponse> {
-    let (id, token_id) = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    authorize(&mut conn, &principal, id, Permission::ManageApiTokens).await?;
-    let actor = Actor::new(&principal, &meta);
-    conn.transaction::<_, AppError, _>(async |conn| {
+pub async fn revoke_api_token(call: Call, path: Path<(Uuid, Uuid)>) -> Reply {
+    let (workspace, token) = *path;
+    call.audited(workspace, Permission::ManageApiTokens, |conn, _| {
         async move {
-            let updated = diesel::update(
-                api_tokens::table
-                    .filter(api_tokens::id.eq(token_id))
-                    .filter(api_tokens::workspace_id.eq(id))
-                    .filter(api_tokens::revoked_at.is_null()),
-            )
-            .set(api_tokens::revoked_at.eq(Utc::now()))
-            .execute(conn)
-            .await?;
-            if updated == 0 {
-                return Err(AppError::new(
-                    ErrorCode::TokenNotFound,
-                    "no such active API token in this workspace",
-                ));
-            }
-            audit::record(
-                conn,
-                &actor,
-                Some(id),
-                "api_token.revoke",
-                ("api_token", token_id.to_string()),
-                serde_json::json!({}),
-            )
-            .await
+            let active = api_tokens::table
+                .find(token)
+                .filter(api_tokens::workspace_id.eq(workspace))
+                .filter(api_tokens::revoked_at.is_null());
+            let updated = diesel::update(active)
+                .set(api_tokens::revoked_at.eq(Utc::now()))
+                .execute(conn)
+                .await?;
+            db::touched(updated, || {
+                AppError::new(ErrorCode::TokenNotFound, "no such active API token in this workspace")
+            })?;
+            Ok((Action::ApiTokenRevoke { workspace, token }, ()))
         }
-        .await
+        .scope_boxed()
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,30 +1,86 @@
 //! Workspace endpoints: create, list mine, get, rename, delete; and the permission catalogue.
 
-use crate::audit::{self, Actor};
-use crate::auth::{Auth, Permission, PermissionSet, RequestMeta, Role, UserAuth, access, authorize};
+use crate::api::{Call, Reply};
+use crate::audit::{self, Action};
+use crate::auth::authorize::MemberRow;
+use crate::auth::{AuthUser, Permission, PermissionSet, Principal, Role, access};
 use crate::db::schema::{workspace_members, workspaces};
-use crate::error::{AppError, AppResult, ErrorBody};
-use crate::state::AppState;
+use crate::error::{AppResult, ErrorBody};
 use crate::validate;
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use crate::workspaces::members::add_member;
+use actix_web::web::{Json, Path};
+use actix_web::{HttpResponse, delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A workspace as seen by the caller.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct WorkspaceView {
+/// A workspace row.
+#[derive(Debug, Serialize, Deserialize, Queryable, Selectable, utoipa::ToSchema)]
+#[diesel(table_name = workspaces)]
+pub struct Workspace {
     pub id: Uuid,
     pub name: String,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Workspace {
+    async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Self> {
+        Ok(workspaces::table.find(id).select(Self::as_select()).first(conn).await?)
+    }
+
+    /// Creates the workspace with `owner` as its first member.
+    async fn create(conn: &mut AsyncPgConnection, name: &str, owner: Uuid) -> AppResult<Self> {
+        let row = diesel::insert_into(workspaces::table)
+            .values((
+                workspaces::id.eq(Uuid::new_v4()),
+                workspaces::name.eq(name),
+                workspaces::created_by.eq(owner),
+            ))
+            .returning(Self::as_returning())
+            .get_result(conn)
+            .await?;
+        add_member(conn, (row.id, owner), Role::Owner, &[]).await?;
+        Ok(row)
+    }
+
+    /// The name, with the row locked for the rest of the transaction.
+    async fn lock_name(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<String> {
+        let query = workspaces::table.find(id).select(workspaces::name).for_update();
+        Ok(query.first(conn).await?)
+    }
+
+    async fn rename(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> AppResult<Self> {
+        Ok(diesel::update(workspaces::table.find(id))
+            .set((workspaces::name.eq(name), workspaces::updated_at.eq(Utc::now())))
+            .returning(Self::as_returning())
+            .get_result(conn)
+            .await?)
+    }
+}
+
+/// A workspace as seen by the caller.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkspaceView {
+    #[serde(flatten)]
+    pub workspace: Workspace,
     /// The caller's role (absent for API tokens).
     pub my_role: Option<Role>,
     /// What the caller may do here.
     pub my_permissions: Vec<Permission>,
+}
+
+fn view(workspace: Workspace, my_role: Option<Role>, permissions: PermissionSet) -> WorkspaceView {
+    let my_permissions = permissions.iter().collect();
+    WorkspaceView {
+        workspace,
+        my_role,
+        my_permissions,
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -39,111 +95,54 @@ pub struct UpdateWorkspaceRequest {
     pub name: String,
 }
 
-type WorkspaceRow = (Uuid, String, Uuid, DateTime<Utc>, DateTime<Utc>);
-
-fn view(row: WorkspaceRow, role: Option<Role>, permissions: PermissionSet) -> WorkspaceView {
-    WorkspaceView {
-        id: row.0,
-        name: row.1,
-        created_by: row.2,
-        created_at: row.3,
-        updated_at: row.4,
-        my_role: role,
-        my_permissions: permissions.iter().collect(),
-    }
-}
-
-const COLUMNS: (
-    workspaces::id,
-    workspaces::name,
-    workspaces::created_by,
-    workspaces::created_at,
-    workspaces::updated_at,
-) = (
-    workspaces::id,
-    workspaces::name,
-    workspaces::created_by,
-    workspaces::created_at,
-    workspaces::updated_at,
-);
-
 /// `POST /api/workspaces` — create a workspace; the creator becomes its owner.
 #[utoipa::path(tag = "workspaces", request_body = CreateWorkspaceRequest,
     responses((status = 201, body = WorkspaceView), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/workspaces")]
-pub async fn create_workspace(
-    UserAuth(user): UserAuth,
-    state: web::Data<AppState>,
-    meta: RequestMeta,
-    body: web::Json<CreateWorkspaceRequest>,
-) -> AppResult<HttpResponse> {
+pub async fn create_workspace(call: Call<AuthUser>, body: Json<CreateWorkspaceRequest>) -> Reply {
     let name = validate::text("name", &body.name, 1, 100)?;
-    let mut conn = state.pool.get().await?;
-    let row = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            async move {
-                let id = Uuid::new_v4();
-                let row: WorkspaceRow = diesel::insert_into(workspaces::table)
-                    .values((
-                        workspaces::id.eq(id),
-                        workspaces::name.eq(&name),
-                        workspaces::created_by.eq(user.id),
-                    ))
-                    .returning(COLUMNS)
-                    .get_result(conn)
-                    .await?;
-                diesel::insert_into(workspace_members::table)
-                    .values((
-                        workspace_members::workspace_id.eq(id),
-                        workspace_members::user_id.eq(user.id),
-                        workspace_members::role.eq(Role::Owner.as_str()),
-                    ))
-                    .execute(conn)
-                    .await?;
-                let actor = Actor::user(user.id, &meta);
-                audit::record(
-                    conn,
-                    &actor,
-                    Some(id),
-                    "workspace.create",
-                    ("workspace", id.to_string()),
-                    serde_json::json!({ "name": name }),
-                )
-                .await?;
-                Ok(row)
-            }
-            .await
-        })
-        .await?;
+    let mut conn = call.state.pool.get().await?;
+    let actor = call.actor();
+    let row = audit::commit(&mut conn, &actor, |conn| {
+        async move {
+            let row = Workspace::create(conn, &name, call.caller.id).await?;
+            Ok((
+                Action::WorkspaceCreate {
+                    workspace: row.id,
+                    name,
+                },
+                row,
+            ))
+        }
+        .scope_boxed()
+    })
+    .await?;
     Ok(HttpResponse::Created().json(view(row, Some(Role::Owner), Role::Owner.permissions())))
 }
 
 /// `GET /api/workspaces` — the workspaces the caller belongs to.
 #[utoipa::path(tag = "workspaces", responses((status = 200, body = Vec<WorkspaceView>)), security(("bearer" = [])))]
 #[get("/workspaces")]
-pub async fn list_workspaces(Auth(principal): Auth, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    let mut conn = state.pool.get().await?;
-    let views = match &principal {
-        crate::auth::Principal::User(user) => {
-            let rows: Vec<(WorkspaceRow, crate::auth::authorize::MemberRow)> = workspaces::table
-                .inner_join(workspace_members::table)
-                .filter(workspace_members::user_id.eq(user.id))
-                .select((COLUMNS, crate::auth::authorize::MemberRow::as_select()))
-                .order(workspaces::created_at.asc())
-                .load(&mut conn)
-                .await?;
-            rows.into_iter()
-                .map(|(w, m)| view(w, Some(m.role()), m.effective()))
-                .collect::<Vec<_>>()
-        }
-        crate::auth::Principal::Token(token) => {
-            let acc = access(&mut conn, &principal, token.workspace_id).await?;
-            let row: WorkspaceRow = workspaces::table
-                .find(token.workspace_id)
-                .select(COLUMNS)
-                .first(&mut conn)
-                .await?;
-            vec![view(row, None, acc.permissions)]
+pub async fn list_workspaces(call: Call) -> Reply {
+    let mut conn = call.state.pool.get().await?;
+    let views = match &call.caller {
+        Principal::User(user) => workspaces::table
+            .inner_join(workspace_members::table)
+            .filter(workspace_members::user_id.eq(user.id))
+            .select((Workspace::as_select(), MemberRow::as_select()))
+            .order(workspaces::created_at.asc())
+            .load::<(Workspace, MemberRow)>(&mut conn)
+            .await?
+            .into_iter()
+            .map(|(w, m)| view(w, Some(m.role), m.effective()))
+            .collect(),
+        Principal::Token(token) => {
+            let acc = access(&mut conn, &call.caller, token.workspace_id).await?;
+            vec![view(
+                Workspace::find(&mut conn, token.workspace_id).await?,
+                None,
+                acc.permissions,
+            )]
         }
     };
     Ok(HttpResponse::Ok().json(views))
@@ -153,15 +152,9 @@ pub async fn list_workspaces(Auth(principal): Auth, state: web::Data<AppState>) 
 #[utoipa::path(tag = "workspaces", params(("id" = Uuid, Path)),
     responses((status = 200, body = WorkspaceView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/workspaces/{id}")]
-pub async fn get_workspace(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    let acc = access(&mut conn, &principal, id).await?;
-    let row: WorkspaceRow = workspaces::table.find(id).select(COLUMNS).first(&mut conn).await?;
+pub async fn get_workspace(call: Call, path: Path<Uuid>) -> Reply {
+    let (mut conn, acc) = call.authorized(*path, None).await?;
+    let row = Workspace::find(&mut conn, *path).await?;
     Ok(HttpResponse::Ok().json(view(row, acc.role, acc.permissions)))
 }
 
@@ -169,87 +162,41 @@ pub async fn get_workspace(
 #[utoipa::path(tag = "workspaces", params(("id" = Uuid, Path)), request_body = UpdateWorkspaceRequest,
     responses((status = 200, body = WorkspaceView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[patch("/workspaces/{id}")]
-pub async fn update_workspace(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    meta: RequestMeta,
-    path: web::Path<Uuid>,
-    body: web::Json<UpdateWorkspaceRequest>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let name = validate::text("name", &body.name, 1, 100)?;
-    let mut conn = state.pool.get().await?;
-    let acc = authorize(&mut conn, &principal, id, Permission::ManageWorkspace).await?;
-    let actor = Actor::new(&principal, &meta);
-    let row = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            async move {
-                let old: String = workspaces::table
-                    .find(id)
-                    .select(workspaces::name)
-                    .for_update()
-                    .first(conn)
-                    .await?;
-                let row: WorkspaceRow = diesel::update(workspaces::table.find(id))
-                    .set((workspaces::name.eq(&name), workspaces::updated_at.eq(Utc::now())))
-                    .returning(COLUMNS)
-                    .get_result(conn)
-                    .await?;
-                audit::record(
-                    conn,
-                    &actor,
-                    Some(id),
-                    "workspace.rename",
-                    ("workspace", id.to_string()),
-                    serde_json::json!({ "from": old, "to": name }),
-                )
-                .await?;
-                Ok(row)
-            }
-            .await
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(view(row, acc.role, acc.permissions)))
+pub async fn update_workspace(call: Call, path: Path<Uuid>, body: Json<UpdateWorkspaceRequest>) -> Reply {
+    let (id, to) = (*path, validate::text("name", &body.name, 1, 100)?);
+    let renamed = call.audited(id, Permission::ManageWorkspace, |conn, acc| {
+        async move {
+            let from = Workspace::lock_name(conn, id).await?;
+            let row = Workspace::rename(conn, id, &to).await?;
+            let action = Action::WorkspaceRename {
+                workspace: id,
+                from,
+                to,
+            };
+            Ok((action, view(row, acc.role, acc.permissions)))
+        }
+        .scope_boxed()
+    });
+    Ok(HttpResponse::Ok().json(renamed.await?))
 }
 
 /// `DELETE /api/workspaces/{id}` — delete the workspace and everything in it (owners only).
 #[utoipa::path(tag = "workspaces", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[delete("/workspaces/{id}")]
-pub async fn delete_workspace(
-    Auth(principal): Auth,
-    state: web::Data<AppState>,
-    meta: RequestMeta,
-    path: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    let id = path.into_inner();
-    let mut conn = state.pool.get().await?;
-    authorize(&mut conn, &principal, id, Permission::DeleteWorkspace).await?;
-    let actor = Actor::new(&principal, &meta);
-    conn.transaction::<_, AppError, _>(async |conn| {
+pub async fn delete_workspace(call: Call, path: Path<Uuid>) -> Reply {
+    let id = *path;
+    call.audited(id, Permission::DeleteWorkspace, |conn, _| {
         async move {
-            let name: String = workspaces::table
-                .find(id)
-                .select(workspaces::name)
-                .for_update()
-                .first(conn)
-                .await?;
-            audit::record(
-                conn,
-                &actor,
-                Some(id),
-                "workspace.delete",
-                ("workspace", id.to_string()),
-                serde_json::json!({ "name": name }),
-            )
-            .await?;
+            let name = Workspace::lock_name(conn, id).await?;
+            // The audit row outlives the workspace: its `workspace_id` is not a foreign key.
             diesel::delete(workspaces::table.find(id)).execute(conn).await?;
-            Ok(())
+            Ok((Action::WorkspaceDelete { workspace: id, name }, ()))
         }
-        .await
+        .scope_boxed()
     })
     .await?;
-    state.hub.access_changed(id, None);
+    call.state.hub.access_changed(id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 

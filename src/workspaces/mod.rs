@@ -11,8 +11,12 @@ pub mod members;
 
 use crate::db::schema::workspaces;
 use crate::error::{AppError, AppResult, ErrorCode};
+use api_tokens::{create_api_token, list_api_tokens, revoke_api_token};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use handlers::{create_workspace, delete_workspace, get_catalogue, get_workspace, list_workspaces, update_workspace};
+use invitations::{accept_invitation, create_invitation, list_invitations, revoke_invitation};
+use members::{leave_workspace, list_members, remove_member, set_member_permissions, update_member};
 use uuid::Uuid;
 
 /// Locks the workspace row for the rest of the transaction, so that membership changes
@@ -48,12 +52,9 @@ pub fn parse_grantable(field: &str, names: &[String]) -> AppResult<crate::auth::
 pub const FEATURE: Feature = Feature::new(
     "workspaces",
     routes! {
-        handlers::get_catalogue, handlers::create_workspace, handlers::list_workspaces, handlers::get_workspace,
-        handlers::update_workspace, handlers::delete_workspace,
-        members::list_members, members::update_member, members::set_member_permissions, members::remove_member,
-        members::leave_workspace,
-        invitations::create_invitation, invitations::list_invitations, invitations::revoke_invitation,
-        invitations::accept_invitation,
-        api_tokens::create_api_token, api_tokens::list_api_tokens, api_tokens::revoke_api_token,
+        get_catalogue, create_workspace, list_workspaces, get_workspace, update_workspace, delete_workspace,
+        list_members, update_member, set_member_permissions, remove_member, leave_workspace,
+        create_invitation, list_invitations, revoke_invitation, accept_invitation,
+        create_api_token, list_api_tokens, revoke_api_token,
     },
 );
