@@ -8,7 +8,7 @@
 //! and starts the reply itself (`adopt`, on every heartbeat). So between the commit of a
 //! question and the start of its reply nothing lives only in memory.
 
-use crate::db::schema::{ai_requests, chat_sessions, nodes};
+use crate::db::schema::{ai_requests, nodes};
 use crate::error::{AppError, AppResult};
 use crate::events::Event;
 use crate::sessions::ai::StartGeneration;
@@ -31,19 +31,6 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 pub struct Request {
     pub reply_to: Uuid,
     pub asked_by: Option<Uuid>,
-}
-
-/// Whether a message just written in `session_id` asks the AI, by the session's `ai_mode`
-/// as the transaction sees it. Called after the message's seq was reserved: the topic's
-/// row is then locked, and a change of `ai_mode` (which appends `session.updated` on the
-/// same topic) is either committed already or ordered after this message in the log.
-pub async fn decide(conn: &mut AsyncPgConnection, session_id: Uuid, body: &str) -> AppResult<bool> {
-    let ai_mode: String = chat_sessions::table
-        .find(session_id)
-        .select(chat_sessions::ai_mode)
-        .first(conn)
-        .await?;
-    Ok(super::asks_ai(&ai_mode, body))
 }
 
 /// Records that a reply to `reply_to` is owed, by `node`, in the caller's transaction.

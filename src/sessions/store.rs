@@ -180,7 +180,9 @@ pub async fn apply(
                 body: &body,
             };
             let message: MessageView = new.insert(conn).await?;
-            let asks_ai = crate::ai::intent::decide(conn, session_id, &body).await?;
+            // By the mode the access check read at the start of this transaction (one round
+            // trip less per message than reading it again; DECISIONS.md record 29).
+            let asks_ai = crate::ai::asks_ai(&access.session.ai_mode, &body);
             if asks_ai {
                 crate::ai::intent::record(conn, message.id, session_id, message.id, Some(user_id), node).await?;
             }
