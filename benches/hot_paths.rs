@@ -110,7 +110,7 @@ fn event_log(c: &mut Criterion) {
     let pool = rt.block_on(async {
         bedda_collab::db::ensure_database(&url).await?;
         bedda_collab::db::run_migrations(&url).await?;
-        bedda_collab::db::pool(&url, 4)
+        bedda_collab::db::pool(&url, 4, std::time::Duration::from_secs(5))
     });
     let pool = match pool {
         Ok(pool) => pool,

@@ -66,7 +66,11 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         db::ensure_database(&config.database_url).await?;
         db::run_migrations(&config.database_url).await?;
-        let pool = db::pool(&config.database_url, config.database_pool_size)?;
+        let pool = db::pool(
+            &config.database_url,
+            config.database_pool_size,
+            Duration::from_millis(config.database_checkout_timeout_ms),
+        )?;
         let mailer = Mailer::new(config.smtp_url.is_some());
         if let Some(smtp_url) = &config.smtp_url {
             mailer.spawn_worker(

@@ -23,6 +23,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
 
+    /// Longest wait for a pooled connection (or for opening one), in milliseconds; past it
+    /// the request fails with `service_unavailable` instead of waiting on.
+    #[arg(long, env = "DATABASE_CHECKOUT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub database_checkout_timeout_ms: u64,
+
     /// Public base URL of the web app, used to build invitation links.
     #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,

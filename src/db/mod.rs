@@ -15,8 +15,10 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
 
-/// Builds the pool. Connections are opened lazily.
-pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
+/// Builds the pool. Connections are opened lazily. A checkout waits at most
+/// `checkout_timeout` (then `service_unavailable`), and so does opening a connection: a
+/// node never hangs on its pool.
+pub fn pool(database_url: &str, size: usize, checkout_timeout: std::time::Duration) -> anyhow::Result<DbPool> {
     // No ping on every checkout: that is a round trip on every request and every group
     // commit. A broken connection is still detected (and replaced) by the fast check.
     let mut config = ManagerConfig::default();
@@ -24,6 +26,9 @@ pub fn pool(database_url: &str, size: usize) -> anyhow::Result<DbPool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Pool::builder(manager)
         .max_size(size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(checkout_timeout))
+        .create_timeout(Some(checkout_timeout))
         .build()
         .context("building the database pool")
 }

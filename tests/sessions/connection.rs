@@ -328,6 +328,38 @@ async fn idle_session_actors_stop() {
     assert_eq!(sessions_running(&app), 1);
 }
 
+#[actix_web::test]
+async fn many_sessions_starting_at_once_on_a_tiny_pool_all_start() {
+    // A node whose clients all reconnect to it at once (its peer died) starts many session
+    // actors at the same moment; none may hold a pooled connection while waiting for
+    // another, or the node hangs for good (issue 11).
+    let app = spawn_app_with(|c| {
+        c.database_pool_size = 2;
+        c.ws_frames_per_second = 10_000;
+    })
+    .await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Busy").await;
+    let mut topics = Vec::new();
+    for _ in 0..60 {
+        topics.push(app.create_session(&owner, ws, "workspace").await.1);
+    }
+    let mut c = app.ws(&owner).await;
+    for (i, topic) in topics.iter().enumerate() {
+        c.send(json!({ "type": "subscribe", "ref": format!("s{i}"), "topic": topic, "after_seq": 0 }))
+            .await;
+    }
+    let mut subscribed = std::collections::HashSet::new();
+    while subscribed.len() < topics.len() {
+        let frame = c.next_of("subscribed").await;
+        subscribed.insert(frame["topic"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(sessions_running(&app), 60);
+    // And the node still answers.
+    let ready = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+}
+
 /// Session actors running on the node.
 fn sessions_running(app: &crate::common::TestApp) -> usize {
     use bedda_collab::cluster::Room;
