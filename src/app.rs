@@ -193,10 +193,12 @@ impl AppState {
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
         self.connections.close_all(1012, "service restart: reconnect");
-        self.hub.reaped(&[self.bus.node_id()]).await;
+        // The lease goes first: after it, no reply can start here (a start takes its request
+        // only under a valid lease), so none is left streaming behind the interrupt below.
         if let Err(err) = node::leave(&self.pool, self.bus.node_id().0).await {
             tracing::warn!(error = %err, "leaving the cluster cleanly failed; the lease will expire");
         }
+        self.hub.reaped(&[self.bus.node_id()]).await;
         self.bus.ephemeral(crate::cluster::Ephemeral::NodeDown {
             node: self.bus.node_id(),
         });

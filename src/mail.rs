@@ -108,7 +108,7 @@ async fn send_due(
                     .await?;
                 let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
                 diesel::update(email_outbox::table.filter(email_outbox::id.eq_any(&ids)))
-                    .set(email_outbox::next_attempt_at.eq(db_now_plus(5 * 60)))
+                    .set(email_outbox::next_attempt_at.eq(crate::db::now_plus(std::time::Duration::from_secs(5 * 60))))
                     .execute(conn)
                     .await?;
                 Ok(rows)
@@ -148,7 +148,9 @@ async fn send_due(
                     .set((
                         email_outbox::attempts.eq(attempts + 1),
                         email_outbox::last_error.eq(format!("{err:#}")),
-                        email_outbox::next_attempt_at.eq(db_now_plus(delay.min(3600))),
+                        email_outbox::next_attempt_at.eq(crate::db::now_plus(std::time::Duration::from_secs(
+                            delay.min(3600) as u64,
+                        ))),
                     ))
                     .execute(&mut conn)
                     .await?;
@@ -157,10 +159,4 @@ async fn send_due(
         }
     }
     Ok(sent)
-}
-
-/// `now() + seconds`, by the database's clock: claims and retry times are compared with
-/// it by every node's worker, so one node's clock skew cannot move them.
-fn db_now_plus(seconds: i64) -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamptz> {
-    diesel::dsl::sql(&format!("now() + interval '{seconds} seconds'"))
 }

@@ -62,10 +62,6 @@ impl Editors {
         }))
     }
 
-    pub fn bus(&self) -> &Arc<Bus> {
-        &self.bus
-    }
-
     /// The hub this room is registered in (alive as long as the server).
     pub fn hub(&self) -> Arc<Hub> {
         self.hub.upgrade().expect("the hub outlives its rooms")

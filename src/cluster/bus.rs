@@ -93,12 +93,6 @@ impl Bus {
         let _ = self.ephemeral.send((item, false));
     }
 
-    /// Sends ephemeral traffic without waiting for the tick (it was coalesced already, and
-    /// latency matters: AI reply chunks).
-    pub fn ephemeral_now(&self, item: Ephemeral) {
-        let _ = self.ephemeral.send((item, true));
-    }
-
     /// Queues a room's own ephemeral traffic (`urgent`: send without waiting for the tick).
     pub fn room_ephemeral(&self, room: &'static str, payload: &impl Serialize, urgent: bool) {
         let Ok(payload) = serde_json::to_value(payload) else {

@@ -347,11 +347,4 @@ impl Hub {
             room.catch_up_all();
         }
     }
-
-    /// Topic actors running here, per kind.
-    pub fn running(&self) -> Vec<(&'static str, usize)> {
-        let mut out: Vec<_> = self.rooms.iter().map(|(k, r)| (*k, r.running())).collect();
-        out.sort();
-        out
-    }
 }

@@ -24,11 +24,6 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
 }
 
-/// `now() + lease`, by the database's clock (the one every node's lease is judged by).
-fn lease_end(lease: Duration) -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamptz> {
-    diesel::dsl::sql(&format!("now() + interval '{} milliseconds'", lease.as_millis()))
-}
-
 /// Writes this node's row with a fresh lease.
 pub async fn register(pool: &DbPool, node_id: Uuid, config: &NodeConfig) -> AppResult<()> {
     let mut conn = pool.get().await?;
@@ -36,12 +31,12 @@ pub async fn register(pool: &DbPool, node_id: Uuid, config: &NodeConfig) -> AppR
         .values((
             nodes::id.eq(node_id),
             nodes::address.eq(&config.address),
-            nodes::lease_expires_at.eq(lease_end(config.lease)),
+            nodes::lease_expires_at.eq(crate::db::now_plus(config.lease)),
         ))
         .on_conflict(nodes::id)
         .do_update()
         .set((
-            nodes::lease_expires_at.eq(lease_end(config.lease)),
+            nodes::lease_expires_at.eq(crate::db::now_plus(config.lease)),
             nodes::heartbeat_at.eq(now),
         ))
         .execute(&mut conn)
@@ -54,7 +49,7 @@ async fn renew(pool: &DbPool, node_id: Uuid, config: &NodeConfig, connections: i
     let mut conn = pool.get().await?;
     let renewed = diesel::update(nodes::table.find(node_id).filter(nodes::lease_expires_at.gt(now)))
         .set((
-            nodes::lease_expires_at.eq(lease_end(config.lease)),
+            nodes::lease_expires_at.eq(crate::db::now_plus(config.lease)),
             nodes::heartbeat_at.eq(now),
             nodes::connections.eq(connections),
         ))

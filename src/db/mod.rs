@@ -33,6 +33,13 @@ pub fn pool(database_url: &str, size: usize, checkout_timeout: std::time::Durati
         .context("building the database pool")
 }
 
+/// `now() + after`, by the database's clock: leases, claims and expiries that other nodes
+/// compare are judged by one clock, so skew between hosts cannot move them. (The interval
+/// is a whole number of milliseconds formatted into the SQL: no input reaches it as text.)
+pub fn now_plus(after: std::time::Duration) -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamptz> {
+    diesel::dsl::sql(&format!("now() + interval '{} milliseconds'", after.as_millis()))
+}
+
 /// Whether `query` finds any row.
 pub async fn exists<Q>(conn: &mut AsyncPgConnection, query: Q) -> AppResult<bool>
 where

@@ -40,8 +40,8 @@ pub async fn create_ticket(UserAuth(user): UserAuth, state: web::Data<AppState>)
         .values((
             connect_tickets::token_hash.eq(hash),
             connect_tickets::user_id.eq(user.id),
-            connect_tickets::expires_at.eq(diesel::dsl::sql(&format!(
-                "now() + interval '{TICKET_TTL_SECONDS} seconds'"
+            connect_tickets::expires_at.eq(crate::db::now_plus(std::time::Duration::from_secs(
+                TICKET_TTL_SECONDS as u64,
             ))),
         ))
         .returning(connect_tickets::expires_at)

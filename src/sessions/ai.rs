@@ -179,8 +179,6 @@ impl LiveSession {
         }
     }
 
-    /// The replies streaming now, for a new subscriber: ours from memory, others' from
-    /// the checkpoint when we did not see them from the start.
     /// The replies streaming now, as (message, model, text so far): what this node has
     /// seen from their first chunk on, else their last checkpoint.
     pub(super) fn generations_snapshot<'a>(
@@ -245,6 +243,13 @@ impl Handler<StartGeneration> for LiveSession {
                 Ok(Some(started)) => started,
                 Ok(None) => {
                     // Started (or failed) already, or claimed by another node.
+                    act.schedule_idle_stop(ctx);
+                    return;
+                }
+                Err(err) if err.code == ErrorCode::ServiceUnavailable => {
+                    // The database is briefly out of reach: the request stays, and this
+                    // node's heartbeat starts it again (`intent::adopt`).
+                    tracing::warn!(error = %err, %request, "could not start an AI reply yet; it will be retried");
                     act.schedule_idle_stop(ctx);
                     return;
                 }
@@ -424,11 +429,10 @@ impl Handler<ControlGeneration> for LiveSession {
             let mut conn = pool.get().await?;
             let access = session_access(&mut conn, session_id, user).await?;
             let not_found = || AppError::new(ErrorCode::MessageNotFound, "no such AI reply in this session");
-            let (gen_session, asked_by, reply_to, status) = generation::find(&mut conn, message_id)
+            let (_, asked_by, reply_to, status) = generation::find(&mut conn, message_id)
                 .await?
                 .filter(|g| g.0 == session_id)
                 .ok_or_else(not_found)?;
-            let _ = gen_session;
             if regenerate {
                 access.require_active()?;
                 access.require(Permission::SendMessages)?;

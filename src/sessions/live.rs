@@ -32,7 +32,7 @@ use uuid::Uuid;
 pub use crate::sessions::presence::{RemotePresence, RemoteTyping};
 pub use crate::sessions::protocol::PresenceState;
 
-/// Tunables of live sessions.
+/// Tunables of live sessions (from `Config`, built by the session room).
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
     /// Stop a session actor this long after its last subscriber left.
@@ -46,18 +46,6 @@ pub struct LiveConfig {
     pub typing_throttle: Duration,
     /// Most writes committed in one transaction.
     pub max_batch: usize,
-}
-
-impl Default for LiveConfig {
-    fn default() -> Self {
-        Self {
-            idle_timeout: Duration::from_secs(30),
-            gap_timeout: Duration::from_millis(250),
-            typing_ttl: Duration::from_secs(5),
-            typing_throttle: Duration::from_secs(2),
-            max_batch: 64,
-        }
-    }
 }
 
 enum SubState {
@@ -92,8 +80,7 @@ pub struct LiveSession {
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     writes_in_flight: usize,
     pub(super) ai: Arc<Ai>,
-    /// The session's settings that decide AI replies (kept current from `session.updated`).
-    pub(super) ai_mode: String,
+    /// The session's default model, for AI replies (kept current from `session.updated`).
     pub(super) default_model: Option<String>,
     /// Replies streaming in this session.
     pub(super) replies: HashMap<Uuid, Reply>,
@@ -120,7 +107,6 @@ impl LiveSession {
             typing: HashMap::new(),
             writer: None,
             writes_in_flight: 0,
-            ai_mode: "off".to_owned(),
             default_model: None,
             replies: HashMap::new(),
             finished_replies: Default::default(),
@@ -196,9 +182,6 @@ impl LiveSession {
             }
             "session.updated" => {
                 if let Some(session) = event.data.get("session") {
-                    if let Some(mode) = session.get("ai_mode").and_then(|v| v.as_str()) {
-                        self.ai_mode = mode.to_owned();
-                    }
                     self.default_model = session.get("default_model").and_then(|v| v.as_str()).map(str::to_owned);
                 }
             }
@@ -337,24 +320,23 @@ impl Actor for LiveSession {
             let (seq, settings) = {
                 let mut conn = pool.get().await?;
                 let seq = events::last_seq(&mut conn, &topic).await?;
-                let settings: (String, Option<String>) = {
+                let default_model: Option<String> = {
                     use crate::db::schema::chat_sessions;
                     use diesel::prelude::*;
                     use diesel_async::RunQueryDsl;
                     chat_sessions::table
                         .find(session_id)
-                        .select((chat_sessions::ai_mode, chat_sessions::default_model))
+                        .select(chat_sessions::default_model)
                         .first(&mut conn)
                         .await?
                 };
-                (seq, settings)
+                (seq, default_model)
             };
             Ok::<_, AppError>((seq, settings, remote.await?))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok((seq, (ai_mode, default_model), remote)) => {
+            Ok((seq, default_model, remote)) => {
                 act.ordered.reset_to(seq);
-                act.ai_mode = ai_mode;
                 act.default_model = default_model;
                 act.replace_remote(remote);
             }

@@ -56,7 +56,7 @@ impl LiveSessions {
                 typing_ttl: Duration::from_millis(config.typing_ttl_ms),
                 typing_throttle: Duration::from_millis(config.typing_ttl_ms * 2 / 5),
                 max_batch: config.group_commit_max,
-                ..LiveConfig::default()
+                gap_timeout: Duration::from_millis(config.gap_fill_ms),
             },
             actors: Directory::default(),
         }))

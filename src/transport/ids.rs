@@ -17,9 +17,6 @@ macro_rules! uuid_id {
                 Self(Uuid::new_v4())
             }
 
-            pub fn uuid(self) -> Uuid {
-                self.0
-            }
         }
 
         impl Default for $name {

@@ -51,12 +51,6 @@ struct InvitationRow {
 }
 
 impl InvitationRow {
-    /// The invitation, locked for the rest of the transaction.
-    async fn lock(conn: &mut AsyncPgConnection, id: Uuid, not_found: AppError) -> AppResult<Self> {
-        let query = invitations::table.find(id).select(Self::as_select()).for_update();
-        query.first(conn).await.optional()?.ok_or(not_found)
-    }
-
     /// Fails when the invitation was accepted or revoked, in the caller's words.
     fn require_pending(&self, (used, revoked): (&'static str, &'static str)) -> AppResult<()> {
         match (self.accepted_at, self.revoked_at) {
@@ -255,10 +249,17 @@ pub async fn revoke_invitation(call: Call, path: Path<(Uuid, Uuid)>) -> Reply {
     call.audited(workspace, Permission::InviteUsers, |conn, _| {
         async move {
             let not_found = || AppError::new(ErrorCode::InvitationNotFound, "no such invitation");
-            let row = InvitationRow::lock(conn, invitation, not_found()).await?;
-            if row.invitation.workspace_id != workspace {
-                return Err(not_found());
-            }
+            // Locked for the rest of the transaction; another workspace's is not found.
+            let this = invitations::table
+                .find(invitation)
+                .filter(invitations::workspace_id.eq(workspace));
+            let row: Option<InvitationRow> = this
+                .select(InvitationRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let row = row.ok_or_else(not_found)?;
             row.require_pending((
                 "the invitation was already accepted",
                 "the invitation was already revoked",
@@ -305,9 +306,15 @@ pub async fn accept_invitation(call: Call<AuthUser>, body: Json<AcceptInvitation
     let actor = call.actor();
     let view = audit::commit(&mut conn, &actor, |conn| {
         async move {
+            // Locked for the rest of the transaction (accepted once, however many try).
             let by_hash = invitations::table.filter(invitations::token_hash.eq(hash));
-            let id = by_hash.select(invitations::id).first(conn).await.optional()?;
-            let row = InvitationRow::lock(conn, id.ok_or_else(not_found)?, not_found()).await?;
+            let row: Option<InvitationRow> = by_hash
+                .select(InvitationRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let row = row.ok_or_else(not_found)?;
             row.require_pending(("this invitation was already used", "this invitation was revoked"))?;
             let invitation = row.invitation;
             if invitation.expires_at <= Utc::now() {
