@@ -40,7 +40,7 @@ async fn reply_to(client: &mut WsClient, earlier: Vec<Value>, question: &str) ->
         if f["kind"] == "message.created" && f["data"]["reply_to"] == question {
             assert!(id.is_none(), "a second reply to the same request: {frames:#?}");
             assert_eq!(f["data"]["message"]["role"], "assistant");
-            id = Some(f["data"]["message"]["id"].as_str().unwrap().to_owned());
+            id = Some(message_id(&f));
         } else if f["kind"] == "message.completed"
             && let Some(id) = &id
             && f["data"]["message"]["id"] == id.as_str()
@@ -85,6 +85,47 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// Node 1 (starts replies at once) with Ann, node 2 (holds every start back) with Bob, both
+/// subscribed to one session of Ann's workspace.
+struct Pair {
+    /// Kept alive by binding it (a dropped `Node` is killed).
+    n1: Node,
+    n2: Node,
+    bob: User,
+    topic: String,
+    a: WsClient,
+    b: WsClient,
+}
+
+impl Pair {
+    async fn start(db: &TestDb, fake: &FakeOpenAi) -> Self {
+        let flags = fake_flags(fake);
+        let n1 = Node::start(db, &flags).await;
+        let n2 = Node::start(db, &[flags.as_slice(), &HELD].concat()).await;
+        let owner = n1.register("owner").await;
+        let ws = n1.create_workspace(&owner, "Team").await;
+        let bob = n1.add_member(&owner, ws, "bob", "editor").await;
+        let (_, topic) = n1.create_session(&owner, ws, "workspace").await;
+        let mut a = n1.ws(&owner).await;
+        a.subscribe(&topic, None).await;
+        let mut b = n2.ws(&bob).await;
+        b.subscribe(&topic, None).await;
+        Self {
+            n1,
+            n2,
+            bob,
+            topic,
+            a,
+            b,
+        }
+    }
+}
+
+/// The id of the message a `message.created` frame carries.
+fn message_id(created: &Value) -> String {
+    created["data"]["message"]["id"].as_str().unwrap().to_owned()
+}
+
 fn fake_flags(fake: &FakeOpenAi) -> Vec<&str> {
     vec!["--ai-base-url", fake.url.as_str(), "--ai-models", "fake-large"]
 }
@@ -93,24 +134,21 @@ fn fake_flags(fake: &FakeOpenAi) -> Vec<&str> {
 async fn a_question_survives_its_node_dying_between_commit_and_start() {
     let fake = FakeOpenAi::start().await;
     let db = TestDb::new().await;
-    let flags = fake_flags(&fake);
-    let n1 = Node::start(&db, &flags).await;
-    let n2 = Node::start(&db, &[flags.as_slice(), &HELD].concat()).await;
-    let owner = n1.register("owner").await;
-    let ws = n1.create_workspace(&owner, "Team").await;
-    let bob = n1.add_member(&owner, ws, "bob", "editor").await;
-    let (_, topic) = n1.create_session(&owner, ws, "workspace").await;
-    let mut a = n1.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = n2.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Pair {
+        n1: _n1,
+        n2,
+        topic,
+        mut a,
+        mut b,
+        ..
+    } = Pair::start(&db, &fake).await;
 
     // Bob asks through node 2: the question is committed (acked) and its reply is owed by
     // node 2, which holds the start back. Node 2 dies in that window.
     b.say(&topic, "@ai are you there?", "q").await;
     let question = created(&mut a, "@ai are you there?").await;
     assert_eq!(question["data"]["asks_ai"], true, "{question}");
-    let question_id = question["data"]["message"]["id"].as_str().unwrap().to_owned();
+    let question_id = message_id(&question);
     assert_eq!(
         count(&db, "SELECT count(*) FROM generations").await,
         0,
@@ -134,22 +172,20 @@ async fn a_question_survives_its_node_dying_between_commit_and_start() {
 async fn a_regenerate_survives_its_node_dying_between_ack_and_start() {
     let fake = FakeOpenAi::start().await;
     let db = TestDb::new().await;
-    let flags = fake_flags(&fake);
-    let n1 = Node::start(&db, &flags).await;
-    let n2 = Node::start(&db, &[flags.as_slice(), &HELD].concat()).await;
-    let owner = n1.register("owner").await;
-    let ws = n1.create_workspace(&owner, "Team").await;
-    let bob = n1.add_member(&owner, ws, "bob", "editor").await;
-    let (_, topic) = n1.create_session(&owner, ws, "workspace").await;
-    let mut a = n1.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = n2.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Pair {
+        n1: _n1,
+        n2,
+        bob,
+        topic,
+        mut a,
+        mut b,
+        ..
+    } = Pair::start(&db, &fake).await;
 
     // A first reply, asked and generated on node 1.
     a.say(&topic, "@ai first answer please", "q").await;
     let question = created(&mut a, "@ai first answer please").await;
-    let question_id = question["data"]["message"]["id"].as_str().unwrap().to_owned();
+    let question_id = message_id(&question);
     let first = reply_to(&mut a, Vec::new(), &question_id).await;
     assert_eq!(first.completed["status"], "complete");
 
@@ -193,7 +229,7 @@ async fn a_restarted_node_does_not_leave_its_requests_dangling() {
     a.subscribe(&topic, None).await;
     let seq = a.say(&topic, "@ai anyone?", "q").await;
     let question = created(&mut a, "@ai anyone?").await;
-    let question_id = question["data"]["message"]["id"].as_str().unwrap().to_owned();
+    let question_id = message_id(&question);
     node.kill().await;
 
     // The only node comes back (a new process, a new node id, no delay this time).
@@ -241,7 +277,7 @@ async fn a_reply_that_cannot_start_ends_failed_for_everyone() {
     a.say(&topic, "@ai will you answer?", "q").await;
     let question = created(&mut b, "@ai will you answer?").await;
     assert_eq!(question["data"]["asks_ai"], true);
-    let question_id = question["data"]["message"]["id"].as_str().unwrap().to_owned();
+    let question_id = message_id(&question);
     // The asker and everyone else see the reply end as failed, with the reason.
     for client in [&mut a, &mut b] {
         let reply = reply_to(client, Vec::new(), &question_id).await;
