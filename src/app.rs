@@ -19,6 +19,7 @@ use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::middleware::{Logger, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use anyhow::Context;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,13 @@ pub struct Application {
 impl Application {
     /// Creates and migrates the database, binds the listener and builds the server.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Bind first: a port in use should fail fast and say which flag to change.
+        let listener = TcpListener::bind(config.bind).with_context(|| {
+            format!(
+                "cannot listen on {}: choose another address with --bind (BIND)",
+                config.bind
+            )
+        })?;
         db::ensure_database(&config.database_url).await?;
         db::run_migrations(&config.database_url).await?;
         let pool = db::pool(
@@ -80,7 +88,6 @@ impl Application {
                 Duration::from_millis(config.outbox_poll_ms),
             )?;
         }
-        let listener = TcpListener::bind(config.bind)?;
         let port = listener.local_addr()?.port();
         let node_config = NodeConfig {
             address: config
@@ -124,7 +131,7 @@ impl Application {
             frames_per_second: config.ws_frames_per_second,
         };
         let allowed_origins = if config.allowed_origins.is_empty() {
-            vec![url::Url::parse(&config.public_url)?.origin().ascii_serialization()]
+            crate::gateway::default_origins(&config.public_url)?
         } else {
             config.allowed_origins.clone()
         };

@@ -62,7 +62,8 @@ pub struct Config {
     pub argon2_memory_kib: u32,
 
     /// Browser origins allowed to open WebSockets (comma-separated; `*` = any). Default:
-    /// the origin of `--public-url`. Requests without `Origin` (non-browsers) are allowed.
+    /// the origin of `--public-url` (for a loopback URL, every loopback spelling on its port).
+    /// Requests without `Origin` (non-browsers) are allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

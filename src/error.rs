@@ -208,7 +208,37 @@ impl ResponseError for AppError {
 
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
+        if database_unreachable(&err) {
+            return AppError {
+                code: ErrorCode::ServiceUnavailable,
+                message: Cow::Borrowed("database unavailable"),
+                source: Some(err.into()),
+            };
+        }
         AppError::internal(err)
+    }
+}
+
+/// The database went away under a statement (a restart, a failover, a terminated backend,
+/// a dropped socket): the client should retry, so it is `service_unavailable`, not `internal`.
+fn database_unreachable(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    /// Postgres's messages for admin_shutdown, crash_shutdown and cannot_connect_now (57P01–03);
+    /// diesel-async keeps only the message of an SQLSTATE it does not name.
+    const GOING_AWAY: [&str; 5] = [
+        "terminating connection due to administrator command",
+        "terminating connection because of crash of another server process",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "the database system is in recovery mode",
+    ];
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            GOING_AWAY.iter().any(|m| info.message().starts_with(m))
+        }
+        Error::BrokenTransactionManager => true,
+        _ => false,
     }
 }
 
@@ -234,6 +264,32 @@ mod tests {
             let close = code.close_code();
             assert!((4000..5000).contains(&close) || close == 1011 || close == 1013);
         }
+    }
+
+    #[test]
+    fn a_database_going_away_is_service_unavailable_not_internal() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let gone = |kind, message: &str| AppError::from(Error::DatabaseError(kind, Box::new(message.to_owned())));
+        for err in [
+            gone(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            gone(
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection unexpectedly",
+            ),
+            gone(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            gone(DatabaseErrorKind::Unknown, "the database system is shutting down"),
+            gone(DatabaseErrorKind::Unknown, "the database system is starting up"),
+            AppError::from(Error::BrokenTransactionManager),
+        ] {
+            assert_eq!(err.code, ErrorCode::ServiceUnavailable, "{err}");
+        }
+        // A real failure of a statement stays internal.
+        let bug = gone(DatabaseErrorKind::Unknown, "column \"nope\" does not exist");
+        assert_eq!(bug.code, ErrorCode::Internal);
+        assert_eq!(AppError::from(Error::NotFound).code, ErrorCode::Internal);
     }
 
     #[test]

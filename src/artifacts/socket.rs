@@ -10,7 +10,7 @@ use crate::auth::secrets::{self, SecretKind};
 use crate::cluster::hub::Leave;
 use crate::db::schema::artifact_tokens;
 use crate::error::{AppError, ErrorCode};
-use crate::gateway::{Counted, origin_allowed};
+use crate::gateway::{Counted, check_origin};
 use crate::state::AppState;
 use crate::transport::{ClientHandle, ConnId, Outbound, ServerClose, ToClient};
 use actix::prelude::*;
@@ -40,12 +40,7 @@ pub async fn connect(
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let artifact_id = path.into_inner();
-    if !origin_allowed(&state, &req) {
-        return Err(AppError::new(
-            ErrorCode::OriginNotAllowed,
-            "this origin may not open a WebSocket here",
-        ));
-    }
+    check_origin(&state, &req)?;
     let unauthenticated = || {
         AppError::new(
             ErrorCode::Unauthenticated,
@@ -205,10 +200,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ArtifactSocket {
             }
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Err(err) => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Protocol,
-                    description: Some(err.to_string()),
-                }));
+                ctx.close(Some(crate::gateway::protocol_error_close(&err)));
                 ctx.stop();
             }
         }

@@ -378,12 +378,15 @@ pub struct MergeView {
     pub content: String,
 }
 
-/// The body of a conflicting merge (409).
+/// The body of a merge's 409: `merge_conflict` lists the conflicts; `not_a_branch` (not a
+/// branch, or already merged) is a plain error body without `conflicts`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MergeConflictBody {
     pub code: String,
     pub message: String,
-    pub conflicts: Vec<Conflict>,
+    /// Every conflict, in document order; present only when `code` is `merge_conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<Conflict>>,
 }
 
 /// `POST /api/artifacts/{id}/merge` — merge branch `{id}` into the artifact it was forked
@@ -432,7 +435,7 @@ pub async fn merge_branch(call: Call<AuthUser>, path: Path<Uuid>, body: Json<Mer
             return Ok(HttpResponse::Conflict().json(MergeConflictBody {
                 code: ErrorCode::MergeConflict.as_str().to_owned(),
                 message: format!("{} conflicting change(s); nothing was changed", conflicts.len()),
-                conflicts,
+                conflicts: Some(conflicts),
             }));
         }
         Err(err) => {

@@ -330,14 +330,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Connection {
             }
             Err(err) => {
                 tracing::debug!(conn = %self.id, error = %err, "WebSocket protocol error");
-                let code = match err {
-                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
-                    _ => ws::CloseCode::Protocol,
-                };
-                ctx.close(Some(ws::CloseReason {
-                    code,
-                    description: Some(err.to_string()),
-                }));
+                ctx.close(Some(super::protocol_error_close(&err)));
                 ctx.stop();
             }
         }

@@ -33,17 +33,48 @@ pub struct ConnectQuery {
     pub ticket: Option<String>,
 }
 
-/// Whether a browser page at `origin` may open a socket here.
-pub(crate) fn origin_allowed(state: &AppState, req: &HttpRequest) -> bool {
+/// Refuses a browser page whose origin may not open a socket here (requests without
+/// `Origin` are not browsers: cross-site hijacking needs a browser).
+pub(crate) fn check_origin(state: &AppState, req: &HttpRequest) -> Result<(), AppError> {
     let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
-        // Not a browser: cross-site hijacking needs a browser.
-        return true;
+        return Ok(());
     };
-    let Ok(origin) = origin.to_str() else { return false };
-    state
+    let origin = origin.to_str().unwrap_or("?");
+    if state
         .allowed_origins
         .iter()
         .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    Err(AppError::new(
+        ErrorCode::OriginNotAllowed,
+        format!(
+            "the origin {origin} may not open a WebSocket here (allowed: {}); set --allowed-origins (ALLOWED_ORIGINS) or --public-url",
+            state.allowed_origins.join(", ")
+        ),
+    ))
+}
+
+/// The origins allowed by default: that of `--public-url`, and when it is a loopback address
+/// also the other spellings of loopback on the same scheme and port (a page opened at
+/// `http://localhost:8080` must work when the public URL says `http://127.0.0.1:8080`).
+pub fn default_origins(public_url: &str) -> anyhow::Result<Vec<String>> {
+    let url = url::Url::parse(public_url)?;
+    let origin = url.origin().ascii_serialization();
+    let loopback = ["127.0.0.1", "localhost", "[::1]"];
+    let Some(host) = url.host_str().filter(|h| loopback.contains(h)) else {
+        return Ok(vec![origin]);
+    };
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let mut origins = vec![origin];
+    origins.extend(
+        loopback
+            .iter()
+            .filter(|other| **other != host)
+            .map(|other| format!("{}://{other}{port}", url.scheme())),
+    );
+    Ok(origins)
 }
 
 /// `GET /ws` — upgrade to the JSON real-time protocol.
@@ -53,12 +84,7 @@ pub async fn connect(
     state: web::Data<AppState>,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, AppError> {
-    if !origin_allowed(&state, &req) {
-        return Err(AppError::new(
-            ErrorCode::OriginNotAllowed,
-            "this origin may not open a WebSocket here",
-        ));
-    }
+    check_origin(&state, &req)?;
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -132,3 +158,37 @@ impl Stream for Counted {
 pub const FEATURE: Feature = Feature::new("gateway", routes! { tickets::create_ticket }).public(|cfg| {
     cfg.route("/ws", web::get().to(connect));
 });
+
+/// How a WebSocket protocol error (from either socket kind) closes the connection: a frame
+/// over the size limit is 1009 (message too big), anything else 1002.
+pub fn protocol_error_close(err: &ws::ProtocolError) -> ws::CloseReason {
+    let code = match err {
+        ws::ProtocolError::Overflow => ws::CloseCode::Size,
+        _ => ws::CloseCode::Protocol,
+    };
+    ws::CloseReason {
+        code,
+        description: Some(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_origins;
+
+    #[test]
+    fn a_loopback_public_url_allows_every_loopback_spelling() {
+        assert_eq!(
+            default_origins("http://127.0.0.1:8080").unwrap(),
+            ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"]
+        );
+        assert_eq!(
+            default_origins("https://localhost/app").unwrap(),
+            ["https://localhost", "https://127.0.0.1", "https://[::1]"]
+        );
+        assert_eq!(
+            default_origins("https://chat.example.com/").unwrap(),
+            ["https://chat.example.com"]
+        );
+    }
+}

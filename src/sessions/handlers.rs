@@ -126,7 +126,8 @@ fn validate_model(model: &Option<String>) -> AppResult<Option<String>> {
 pub struct CreateSessionRequest {
     /// 1 to 200 characters.
     pub title: String,
-    /// Default `private`.
+    /// Default `workspace` (every member with `view_sessions` sees it); `private` limits it
+    /// to its participants and session managers.
     pub visibility: Option<Visibility>,
     pub default_model: Option<String>,
     /// `off`, `mention` (default) or `every_message`.
@@ -153,7 +154,7 @@ impl CreateSessionRequest {
             workspace_id,
             title: validate::text("title", &self.title, 1, 200)?,
             default_model: validate_model(&self.default_model)?,
-            visibility: self.visibility.unwrap_or(Visibility::Private).as_str(),
+            visibility: self.visibility.unwrap_or(Visibility::Workspace).as_str(),
             ai_mode: validate_ai_mode(self.ai_mode.as_deref().unwrap_or("mention"))?,
             created_by,
         })

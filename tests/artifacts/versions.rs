@@ -201,6 +201,27 @@ async fn branches_merge_cleanly_or_report_every_conflict() {
         )
         .await;
     assert_error(&again, reqwest::StatusCode::CONFLICT, "not_a_branch");
+    // The body is what the OpenAPI document declares for the merge's 409.
+    let doc: serde_json::Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let declared = &doc["paths"]["/api/artifacts/{id}/merge"]["post"]["responses"]["409"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    let schema = declared.as_str().unwrap().rsplit('/').next().unwrap();
+    for field in doc["components"]["schemas"][schema]["required"].as_array().unwrap() {
+        let field = field.as_str().unwrap();
+        assert!(
+            again.1.get(field).is_some(),
+            "`{field}` is required by {schema}: {}",
+            again.1
+        );
+    }
 
     // A conflicting branch: both sides change "beta".
     let v2 = save(&app, &owner, id, "after merge").await;
@@ -449,4 +470,17 @@ async fn the_update_log_is_compacted_into_a_snapshot_and_still_loads() {
     // And a fresh client gets it all too.
     let late = app.yclient(&owner, id, "read").await;
     assert_eq!(late.text(), expected);
+}
+
+#[actix_web::test]
+async fn an_oversize_frame_closes_the_artifact_socket_with_1009() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Docs").await;
+    let id = artifact(&app, &owner, ws, "Hello").await;
+    let mut client = app.yclient(&owner, id, "write").await;
+    // Beyond the artifact socket's frame limit (at least 1 MiB): "message too big", as documented.
+    client.send_binary(vec![0u8; 2 << 20]).await;
+    assert_eq!(client.closed().await, Some(1009));
+    assert_eq!(app.artifact_text(&owner, id).await, "Hello", "nothing was applied");
 }

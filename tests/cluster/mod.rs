@@ -389,3 +389,21 @@ async fn the_dashboard_is_served_and_its_data_needs_an_administrator() {
         "permission_denied",
     );
 }
+
+#[actix_web::test]
+async fn a_port_in_use_names_the_address_and_the_flag() {
+    let db = TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bedda-collab"))
+        .args(["serve", "--bind", &address, "--database-url", &db.url, "--log", "warn"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success(), "the server cannot start on a taken port");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&address) && stderr.contains("--bind") && stderr.contains("in use"),
+        "{stderr}"
+    );
+}

@@ -77,6 +77,11 @@ impl YClient {
             .expect("sent");
     }
 
+    /// Sends raw bytes as one binary frame (for protocol-limit tests).
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.socket.send(Message::Binary(bytes.into())).await.expect("sent");
+    }
+
     pub fn text(&self) -> String {
         let text = self.doc.get_or_insert_text("content");
         text.get_string(&self.doc.transact())

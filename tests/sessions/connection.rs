@@ -45,8 +45,25 @@ async fn handshake_needs_credentials_and_an_allowed_origin() {
     request
         .headers_mut()
         .insert("Origin", "https://evil.example".parse().unwrap());
-    assert_eq!(refused(tokio_tungstenite::connect_async(request).await), 403);
-    // The configured origin may.
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(
+                body.contains("origin_not_allowed") && body.contains("--allowed-origins"),
+                "{body}"
+            );
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a foreign origin is refused"),
+    }
+    // The configured origin may, and so may the other spelling of loopback.
+    let mut request = format!("{url}?ticket={ticket}").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", "http://localhost:8080".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+    let ticket = app.ticket(&user).await;
     let mut request = format!("{url}?ticket={ticket}").into_client_request().unwrap();
     request
         .headers_mut()

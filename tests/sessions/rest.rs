@@ -145,7 +145,7 @@ async fn event_count(app: &TestApp, session: Uuid) -> i64 {
 }
 
 #[actix_web::test]
-async fn creating_a_session_makes_it_private_with_its_creator_inside() {
+async fn creating_a_session_shares_it_with_the_workspace_and_its_creator_takes_part() {
     let app = spawn_app().await;
     let owner = app.register("owner").await;
     let ws = app.create_workspace(&owner, "Team").await;
@@ -156,7 +156,9 @@ async fn creating_a_session_makes_it_private_with_its_creator_inside() {
     let created = create(&app, &bob, ws, json!({ "title": "  Roadmap  " })).await;
     let session = id_of(&created);
     assert_eq!(created["title"], "Roadmap");
-    assert_eq!(created["visibility"], "private");
+    // A team product: without `visibility` a session is the workspace's, so a teammate sees it.
+    assert_eq!(created["visibility"], "workspace");
+    assert_eq!(session_as(&app, &vic, id_of(&created)).await["title"], "Roadmap");
     assert_eq!(created["workspace_id"], json!(ws));
     assert_eq!(created["created_by"], json!(bob.id));
     assert_eq!(created["default_model"], Value::Null);
@@ -226,7 +228,15 @@ async fn the_list_shows_only_what_the_caller_may_see_and_hides_archived_sessions
     let bob = app.add_member(&owner, ws, "bob", "editor").await;
     let cat = app.add_member(&owner, ws, "cat", "editor").await;
 
-    let bobs = id_of(&create(&app, &bob, ws, json!({ "title": "bob private" })).await);
+    let bobs = id_of(
+        &create(
+            &app,
+            &bob,
+            ws,
+            json!({ "title": "bob private", "visibility": "private" }),
+        )
+        .await,
+    );
     let cats = id_of(
         &create(
             &app,
@@ -236,7 +246,13 @@ async fn the_list_shows_only_what_the_caller_may_see_and_hides_archived_sessions
         )
         .await,
     );
-    create(&app, &owner, ws, json!({ "title": "owner private" })).await;
+    create(
+        &app,
+        &owner,
+        ws,
+        json!({ "title": "owner private", "visibility": "private" }),
+    )
+    .await;
 
     let all = set(&["bob private", "cat open", "owner private"]);
     assert_eq!(listed_titles(&app, &cat, ws, "").await, set(&["cat open"]));
@@ -448,7 +464,7 @@ async fn participants_are_added_with_roles_no_higher_than_the_callers() {
     let dan = app.add_member(&owner, ws, "dan", "editor").await;
     let eve = app.add_member(&owner, ws, "eve", "editor").await;
     let outsider = app.register("outsider").await;
-    let session = id_of(&create(&app, &bob, ws, json!({ "title": "Bob's" })).await);
+    let session = id_of(&create(&app, &bob, ws, json!({ "title": "Bob's", "visibility": "private" })).await);
 
     // Without an override the workspace role applies; with one, the override does.
     let (status, list) = add_participant(&app, &bob, session, cat.id, None).await;
@@ -508,7 +524,7 @@ async fn participants_are_removed_by_the_creator_a_manager_or_themselves() {
     let cat = app.add_member(&owner, ws, "cat", "editor").await;
     let dan = app.add_member(&owner, ws, "dan", "editor").await;
     let eve = app.add_member(&owner, ws, "eve", "editor").await;
-    let session = id_of(&create(&app, &bob, ws, json!({ "title": "Bob's" })).await);
+    let session = id_of(&create(&app, &bob, ws, json!({ "title": "Bob's", "visibility": "private" })).await);
     for user in [&cat, &dan, &eve] {
         let (status, body) = add_participant(&app, &bob, session, user.id, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -1017,7 +1033,13 @@ async fn invalid_titles_and_malformed_json_change_nothing() {
     assert_eq!(app.count("events WHERE topic LIKE 'session:%'").await, 0);
 
     // 200 characters is fine.
-    let created = create(&app, &owner, ws, json!({ "title": "t".repeat(200) })).await;
+    let created = create(
+        &app,
+        &owner,
+        ws,
+        json!({ "title": "t".repeat(200), "visibility": "private" }),
+    )
+    .await;
     assert_eq!(created["title"].as_str().unwrap().chars().count(), 200);
     let session = id_of(&created);
     let path = format!("/api/sessions/{session}");
