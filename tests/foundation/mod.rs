@@ -8,4 +8,5 @@ mod errors;
 mod invitations;
 mod mail;
 mod permission_matrix;
+mod readme;
 mod workspaces;
