@@ -123,3 +123,58 @@ async fn a_spread_attack_backs_the_account_off_except_where_the_owner_logged_in_
     let owner = login_from(&node, "127.0.0.5", &email, PASSWORD).await;
     assert_eq!(owner.status, StatusCode::OK, "{owner:?}");
 }
+
+#[actix_web::test]
+async fn spent_windows_are_pruned_and_live_ones_kept() {
+    let app = spawn_app_with(|c| c.login_rate_per_account = 2).await;
+    let user = app.register("pruned").await;
+    for _ in 0..3 {
+        app.post(
+            "/api/auth/login",
+            None,
+            json!({ "email": user.email, "password": "wrong-wrong" }),
+        )
+        .await;
+    }
+    let client = app.db.client().await;
+    let rows = |scope: &'static str| {
+        let client = &client;
+        async move {
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM auth_limits WHERE scope = $1", &[&scope])
+                .await
+                .unwrap()
+                .get(0);
+            n
+        }
+    };
+    assert_eq!(rows("login_pair").await, 1);
+    // Nothing is spent yet: pruning keeps every row, and the budget stays spent.
+    let mut conn = app.state.pool.get().await.unwrap();
+    assert_eq!(bedda_collab::auth::limits::prune(&mut conn).await.unwrap(), 0);
+    let res = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": user.email, "password": PASSWORD }),
+        )
+        .await;
+    assert_error(&res, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Windows that ended go; the known (account, address) from registering stays.
+    client
+        .batch_execute("UPDATE auth_limits SET window_ends = now() - interval '1 second' WHERE scope <> 'login_known'")
+        .await
+        .unwrap();
+    assert!(bedda_collab::auth::limits::prune(&mut conn).await.unwrap() >= 3);
+    assert_eq!(rows("login_pair").await, 0);
+    assert_eq!(rows("login_known").await, 1);
+    drop(conn);
+    let res = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": user.email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(res.0, StatusCode::OK, "{}", res.1);
+}
