@@ -1,9 +1,9 @@
 //! Builds the server: the features (their routes and rooms), the shared state, middleware,
 //! input-error handlers, health checks. The only module that names every feature.
 
+use crate::auth::hashing::{HashingConfig, PasswordHashing};
+use crate::auth::limits::{self, AuthLimits};
 use crate::auth::principal::authenticate;
-use crate::auth::rate_limit::LoginLimits;
-use crate::auth::secrets::PasswordHashing;
 use crate::cluster::node::{self, Heartbeat, NodeConfig};
 use crate::cluster::{Bus, Hub};
 use crate::config::Config;
@@ -144,8 +144,17 @@ impl Application {
             bus,
             node: node_config,
             shutting_down: Arc::new(AtomicBool::new(false)),
-            passwords: PasswordHashing::new(config.argon2_memory_kib)?,
-            login_limits: LoginLimits::new(config.login_rate_per_account, config.login_rate_per_address),
+            passwords: PasswordHashing::new(HashingConfig {
+                memory_kib: config.argon2_memory_kib,
+                workers: config.password_hash_workers,
+                queue: config.password_hash_queue,
+            })?,
+            auth_limits: AuthLimits {
+                per_pair_per_minute: config.login_rate_per_account,
+                per_address_per_minute: config.login_rate_per_address,
+                account_failures: config.login_account_failures,
+                registrations_per_hour: config.register_rate_per_address,
+            },
             mailer,
             config,
         });
@@ -284,14 +293,16 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     }
 }
 
-/// Periodic clean-up: expired login sessions, idle rate-limit keys.
+/// Periodic clean-up: expired login sessions, spent rate-limit windows.
 fn spawn_housekeeping(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
-            state.login_limits.shrink();
             if let Ok(mut conn) = state.pool.get().await {
+                if let Err(err) = limits::prune(&mut conn).await {
+                    tracing::warn!(error = %err, "pruning auth_limits failed");
+                }
                 use crate::db::schema::user_sessions;
                 use diesel::prelude::*;
                 use diesel_async::RunQueryDsl;

@@ -49,17 +49,37 @@ pub struct Config {
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 30)]
     pub session_ttl_hours: i64,
 
-    /// Login attempts allowed per account per minute.
+    /// Login attempts allowed per account from one client address per minute, counted
+    /// across the cluster.
     #[arg(long, env = "LOGIN_RATE_PER_ACCOUNT", default_value_t = 10)]
     pub login_rate_per_account: u32,
 
-    /// Login attempts allowed per client address per minute.
+    /// Login attempts allowed per client address per minute, counted across the cluster.
     #[arg(long, env = "LOGIN_RATE_PER_ADDRESS", default_value_t = 30)]
     pub login_rate_per_address: u32,
+
+    /// Failed logins per account from all addresses in 15 minutes before the account backs
+    /// off exponentially (up to 15 minutes) for every address it has not logged in from.
+    #[arg(long, env = "LOGIN_ACCOUNT_FAILURES", default_value_t = 50)]
+    pub login_account_failures: u32,
+
+    /// Registrations allowed per client address per hour, counted across the cluster.
+    #[arg(long, env = "REGISTER_RATE_PER_ADDRESS", default_value_t = 20)]
+    pub register_rate_per_address: u32,
 
     /// Argon2id memory cost in KiB (OWASP minimum is 19456).
     #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
+
+    /// Threads that hash and verify passwords, each holding one Argon2 buffer
+    /// (`--argon2-memory-kib`) for good; 0 = one per core.
+    #[arg(long, env = "PASSWORD_HASH_WORKERS", default_value_t = 0)]
+    pub password_hash_workers: usize,
+
+    /// Password checks that may wait for a hashing thread; more are refused with
+    /// `service_unavailable` and `Retry-After`.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
+    pub password_hash_queue: usize,
 
     /// Browser origins allowed to open WebSockets (comma-separated; `*` = any). Default:
     /// the origin of `--public-url` (for a loopback URL, every loopback spelling on its port).

@@ -2,8 +2,8 @@
 //! node, settings and the foundation services. It names no feature: a feature finds its
 //! own room through the hub (`state.hub.get::<LiveSessions>()`).
 
-use crate::auth::rate_limit::LoginLimits;
-use crate::auth::secrets::PasswordHashing;
+use crate::auth::hashing::PasswordHashing;
+use crate::auth::limits::AuthLimits;
 use crate::cluster::node::NodeConfig;
 use crate::cluster::{Bus, Hub};
 use crate::config::Config;
@@ -27,7 +27,9 @@ pub struct AppState {
     /// Set when the node is shutting down: background loops stop.
     pub shutting_down: Arc<AtomicBool>,
     pub config: Config,
+    /// The Argon2 worker pool (register, login).
     pub passwords: PasswordHashing,
-    pub login_limits: LoginLimits,
+    /// Login and registration budgets, counted in Postgres.
+    pub auth_limits: AuthLimits,
     pub mailer: Mailer,
 }

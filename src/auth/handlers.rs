@@ -2,6 +2,7 @@
 
 use crate::api::Reply;
 use crate::audit::{self, Action, Actor};
+use crate::auth::limits::{Attempt, Refused};
 use crate::auth::principal::{RequestMeta, UserAuth};
 use crate::auth::secrets::{self, SecretKind};
 use crate::db;
@@ -17,6 +18,9 @@ use diesel::result::DatabaseErrorKind;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// What register and login answer: a refusal may carry `Retry-After`.
+type Limited = Result<HttpResponse, Refused>;
 
 /// A user as others see them.
 #[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, utoipa::ToSchema)]
@@ -105,20 +109,24 @@ async fn insert_user(conn: &mut AsyncPgConnection, user: &UserView, password_has
     }
 }
 
-/// `POST /api/auth/register` — create an account and log it in.
+/// `POST /api/auth/register` — create an account and log it in. Rate-limited per client
+/// address; the password is hashed on the bounded Argon2 pool.
 #[utoipa::path(tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = SessionResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = SessionResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 #[post("/auth/register")]
-pub async fn register(state: web::Data<AppState>, meta: RequestMeta, body: Json<RegisterRequest>) -> Reply {
+pub async fn register(state: web::Data<AppState>, meta: RequestMeta, body: Json<RegisterRequest>) -> Limited {
     let email = validate::email(&body.email)?;
     validate::password(&body.password)?;
     let display_name = validate::text("display_name", &body.display_name, 1, 100)?;
-    let hashing = state.passwords.clone();
-    let password = body.password.clone();
-    let password_hash = web::block(move || hashing.hash(&password))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
+    let mut conn = state.pool.get().await.map_err(AppError::from)?;
+    state
+        .auth_limits
+        .check_registration(&mut conn, meta.ip.as_deref())
+        .await?;
+    // Never hold a pooled connection while waiting for a hashing worker.
+    drop(conn);
+    let password_hash = state.passwords.hash(&body.password).await?;
     let (id, created_at) = (Uuid::new_v4(), Utc::now());
     let user = UserView {
         id,
@@ -126,10 +134,12 @@ pub async fn register(state: web::Data<AppState>, meta: RequestMeta, body: Json<
         display_name,
         created_at,
     };
-    let mut conn = state.pool.get().await?;
+    let attempt = Attempt::new(&user.email, meta.ip.as_deref());
+    let mut conn = state.pool.get().await.map_err(AppError::from)?;
     let registered = conn.transaction::<_, AppError, _>(async |conn| {
         async {
             insert_user(conn, &user, &password_hash).await?;
+            state.auth_limits.login_succeeded(conn, &attempt).await?;
             create_session(conn, (&state, &meta), user, Action::UserRegister { user: id }).await
         }
         .await
@@ -138,33 +148,44 @@ pub async fn register(state: web::Data<AppState>, meta: RequestMeta, body: Json<
 }
 
 /// `POST /api/auth/login` — exchange email and password for a session token.
-/// Rate-limited per account and per client address.
+/// Rate-limited per client address, per account and address, and per account (see
+/// `auth::limits`), across the cluster.
 #[utoipa::path(tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 #[post("/auth/login")]
-pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Json<LoginRequest>) -> Reply {
+pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Json<LoginRequest>) -> Limited {
     let email = body.email.trim().to_lowercase();
-    state.login_limits.check(&email, meta.ip.as_deref())?;
-    let mut conn = state.pool.get().await?;
+    let attempt = Attempt::new(&email, meta.ip.as_deref());
+    let mut conn = state.pool.get().await.map_err(AppError::from)?;
+    state.auth_limits.check_login(&mut conn, &attempt).await?;
     let row: Option<(UserView, String)> = users::table
         .filter(users::email.eq(&email))
         .select((UserView::as_select(), users::password_hash))
         .first(&mut conn)
         .await
-        .optional()?;
+        .optional()
+        .map_err(AppError::from)?;
     drop(conn);
-    let hashing = state.passwords.clone();
-    let password = body.password.clone();
-    let stored = row.as_ref().map(|r| r.1.clone());
-    let ok = web::block(move || hashing.verify(&password, stored.as_deref()))
-        .await
-        .map_err(AppError::internal)?;
+    let stored = row.as_ref().map(|r| r.1.as_str());
+    let ok = state.passwords.verify(&body.password, stored).await?;
+    let mut conn = state.pool.get().await.map_err(AppError::from)?;
     let Some((user, _)) = row.filter(|_| ok) else {
-        return Err(AppError::new(ErrorCode::InvalidCredentials, "wrong email or password"));
+        state
+            .auth_limits
+            .login_failed(&mut conn, &attempt)
+            .await
+            .map_err(AppError::from)?;
+        return Err(AppError::new(ErrorCode::InvalidCredentials, "wrong email or password").into());
     };
-    let mut conn = state.pool.get().await?;
     let action = Action::UserLogin { user: user.id };
-    let session = conn.transaction(async |conn| create_session(conn, (&state, &meta), user, action).await);
+    let session = conn.transaction::<_, AppError, _>(async |conn| {
+        async {
+            state.auth_limits.login_succeeded(conn, &attempt).await?;
+            create_session(conn, (&state, &meta), user, action).await
+        }
+        .await
+    });
     Ok(HttpResponse::Ok().json(session.await?))
 }
 

@@ -6,9 +6,10 @@ use crate::routes;
 
 pub mod authorize;
 pub mod handlers;
+pub mod hashing;
+pub mod limits;
 pub mod permissions;
 pub mod principal;
-pub mod rate_limit;
 pub mod secrets;
 
 use handlers::{login, logout, me, register};

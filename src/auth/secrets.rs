@@ -1,8 +1,6 @@
-//! Opaque bearer secrets (login sessions, API tokens, invitations) and password hashing.
-//! Secrets are 32 random bytes; only their SHA-256 is ever stored.
+//! Opaque bearer secrets (login sessions, API tokens, invitations, tickets). Secrets are
+//! 32 random bytes; only their SHA-256 is ever stored. Passwords: `auth::hashing`.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
-use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRng;
@@ -59,49 +57,6 @@ pub fn hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-/// Argon2id with the configured memory cost.
-#[derive(Clone)]
-pub struct PasswordHashing {
-    params: Params,
-    /// A hash of a random password, verified against when the account does not exist so
-    /// that a failed login takes the same time either way.
-    dummy_hash: String,
-}
-
-impl PasswordHashing {
-    pub fn new(memory_kib: u32) -> anyhow::Result<Self> {
-        let params = Params::new(memory_kib, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
-        let mut this = Self {
-            params,
-            dummy_hash: String::new(),
-        };
-        let (random, _) = generate(SecretKind::Session);
-        this.dummy_hash = this.hash(&random)?;
-        Ok(this)
-    }
-
-    fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
-    }
-
-    pub fn hash(&self, password: &str) -> anyhow::Result<String> {
-        self.argon2()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
-    }
-
-    /// Verifies `password` against a stored hash, or against the dummy hash when there is
-    /// no account (always false then).
-    pub fn verify(&self, password: &str, stored: Option<&str>) -> bool {
-        let target = stored.unwrap_or(&self.dummy_hash);
-        let ok = PasswordHash::new(target)
-            .map(|parsed| self.argon2().verify_password(password.as_bytes(), &parsed).is_ok())
-            .unwrap_or(false);
-        ok && stored.is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,15 +70,5 @@ mod tests {
         assert_eq!(SecretKind::of(&a), Some(SecretKind::ApiToken));
         assert_eq!(ha, hash(&a));
         assert_eq!(ha.len(), 32);
-    }
-
-    #[test]
-    fn passwords_verify_only_when_right() {
-        let hashing = PasswordHashing::new(1024).unwrap();
-        let stored = hashing.hash("correct horse").unwrap();
-        assert!(stored.starts_with("$argon2id$"));
-        assert!(hashing.verify("correct horse", Some(&stored)));
-        assert!(!hashing.verify("wrong", Some(&stored)));
-        assert!(!hashing.verify("correct horse", None));
     }
 }

@@ -202,6 +202,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    auth_limits (scope, key) {
+        scope -> Text,
+        key -> Bytea,
+        hits -> Int4,
+        window_ends -> Timestamptz,
+        blocked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     chat_sessions (id) {
         id -> Uuid,
         workspace_id -> Uuid,
@@ -326,6 +336,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     artifact_versions,
     artifacts,
     audit_log,
+    auth_limits,
     chat_sessions,
     connect_tickets,
     events,

@@ -30,6 +30,9 @@ impl Node {
     /// Starts a node with extra environment variables too.
     pub async fn start_with_env(db: &TestDb, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bedda-collab"))
+            // Tests register many users from 127.0.0.1; a `--register-rate-per-address` flag
+            // (tests/foundation/auth_limits.rs) overrides this.
+            .env("REGISTER_RATE_PER_ADDRESS", "100000")
             .envs(env.iter().copied())
             .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])
             .args(["--node-lease-ms", &LEASE_MS.to_string(), "--node-heartbeat-ms", "250"])

@@ -189,6 +189,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     config.argon2_memory_kib = 4096;
     config.database_pool_size = 8;
     config.smtp_url = None;
+    // Tests register many users from 127.0.0.1; the registration limit has its own tests.
+    config.register_rate_per_address = 100_000;
     tweak(&mut config);
     let app = Application::build(config.clone()).await.expect("server builds");
     let handle = app.server.handle();

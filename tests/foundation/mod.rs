@@ -4,7 +4,10 @@
 mod accounts;
 mod api_tokens;
 mod audit;
+mod auth_limits;
 mod errors;
+mod from_address;
+mod hashing;
 mod invitations;
 mod mail;
 mod permission_matrix;
