@@ -161,6 +161,14 @@ impl AppError {
         Self::new(ErrorCode::PermissionDenied, message)
     }
 
+    /// Whether the database raised this error (the statement failed; an open transaction
+    /// is aborted).
+    pub fn from_database(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|s| s.downcast_ref::<diesel::result::Error>().is_some())
+    }
+
     pub fn body(&self) -> ErrorBody {
         let message = if self.code.status().is_server_error() {
             match self.code {
@@ -207,9 +215,30 @@ impl ResponseError for AppError {
 }
 
 impl From<diesel::result::Error> for AppError {
+    /// Database errors are internal, except text Postgres refuses to store: a backstop for
+    /// input that got past the edge checks (`validate`), reported as the caller's
+    /// `validation_failed` (the statement failed, so nothing was written).
     fn from(err: diesel::result::Error) -> Self {
+        if let diesel::result::Error::DatabaseError(_, info) = &err
+            && is_unstorable_text(info.message())
+        {
+            return AppError {
+                source: Some(err.into()),
+                ..AppError::validation("the input holds a character that cannot be stored (such as NUL, U+0000)")
+            };
+        }
         AppError::internal(err)
     }
+}
+
+/// Postgres's messages for text it cannot store: a NUL in `text` ("invalid byte sequence
+/// for encoding \"UTF8\": 0x00", SQLSTATE 22021), `\u0000` in `jsonb` ("unsupported Unicode
+/// escape sequence", 22P05), a character outside the server encoding (22021 / 22P05).
+fn is_unstorable_text(message: &str) -> bool {
+    message.starts_with("invalid byte sequence for encoding")
+        || message.starts_with("unsupported Unicode escape sequence")
+        || message.starts_with("character with byte sequence")
+        || message.starts_with("untranslatable character")
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
@@ -234,6 +263,24 @@ mod tests {
             let close = code.close_code();
             assert!((4000..5000).contains(&close) || close == 1011 || close == 1013);
         }
+    }
+
+    #[test]
+    fn text_postgres_refuses_is_a_validation_error() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        for message in [
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+            "unsupported Unicode escape sequence",
+        ] {
+            let err = AppError::from(Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            ));
+            assert_eq!(err.code, ErrorCode::ValidationFailed, "{message}");
+            assert!(err.source.is_some());
+        }
+        let other = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new("deadlock detected".to_owned()));
+        assert_eq!(AppError::from(other).code, ErrorCode::Internal);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Account endpoints: register, log in, log out, `GET /api/me`.
 
 use crate::api::Reply;
+use crate::api::{Credentials, Json};
 use crate::audit::{self, Action, Actor};
 use crate::auth::principal::{RequestMeta, UserAuth};
 use crate::auth::secrets::{self, SecretKind};
@@ -9,7 +10,6 @@ use crate::db::schema::{user_sessions, users};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::state::AppState;
 use crate::validate;
-use actix_web::web::Json;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -142,7 +142,7 @@ pub async fn register(state: web::Data<AppState>, meta: RequestMeta, body: Json<
 #[utoipa::path(tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 #[post("/auth/login")]
-pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Json<LoginRequest>) -> Reply {
+pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Credentials<LoginRequest>) -> Reply {
     let email = body.email.trim().to_lowercase();
     state.login_limits.check(&email, meta.ip.as_deref())?;
     let mut conn = state.pool.get().await?;

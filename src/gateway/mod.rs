@@ -51,7 +51,7 @@ pub async fn connect(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
-    query: web::Query<ConnectQuery>,
+    query: crate::api::Query<ConnectQuery>,
 ) -> Result<HttpResponse, AppError> {
     if !origin_allowed(&state, &req) {
         return Err(AppError::new(
