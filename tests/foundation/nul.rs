@@ -203,3 +203,47 @@ async fn a_nul_anywhere_in_a_request_changes_nothing() {
         assert_eq!(app.count(table).await, before, "{table} unchanged");
     }
 }
+
+/// A Yjs client may type a NUL into a document (its updates are bytes, stored as such); the
+/// version's text rendering, stored as Postgres `text`, shows it as U+FFFD.
+#[actix_web::test]
+async fn a_nul_typed_into_a_document_does_not_break_its_versions() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Docs").await;
+    let (_, artifact) = app
+        .post(
+            &format!("/api/workspaces/{ws}/artifacts"),
+            Some(&owner.token),
+            json!({ "title": "Plan", "content": "Hello" }),
+        )
+        .await;
+    let id: uuid::Uuid = artifact["id"].as_str().unwrap().parse().unwrap();
+    let mut editor = app.yclient(&owner, id, "write").await;
+    editor.append("\u{0}bad").await;
+    let mut committed = String::new();
+    for _ in 0..100 {
+        committed = app.artifact_text(&owner, id).await;
+        if committed == "Hello\u{0}bad" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(committed, "Hello\u{0}bad", "the document itself keeps the NUL");
+    let (status, version) = app
+        .post(
+            &format!("/api/artifacts/{id}/versions"),
+            Some(&owner.token),
+            json!({ "name": "v1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{version}");
+    let (status, one) = app
+        .get(
+            &format!("/api/artifacts/{id}/versions/{}", version["id"].as_str().unwrap()),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["content"], "Hello\u{FFFD}bad");
+}
