@@ -247,3 +247,134 @@ async fn a_nul_typed_into_a_document_does_not_break_its_versions() {
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(one["content"], "Hello\u{FFFD}bad");
 }
+
+/// The string fields of a request body schema, as the paths `nul_in_json` names them, each
+/// with a body holding a NUL there.
+fn nul_bodies(doc: &serde_json::Value, schema: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let resolve = |s: &serde_json::Value| match s["$ref"].as_str() {
+        Some(r) => doc["components"]["schemas"][r.rsplit('/').next().unwrap()].clone(),
+        None => s.clone(),
+    };
+    let is = |s: &serde_json::Value, t: &str| match &s["type"] {
+        serde_json::Value::String(x) => x == t,
+        serde_json::Value::Array(xs) => xs.iter().any(|x| x == t),
+        _ => false,
+    };
+    let schema = resolve(schema);
+    let mut out = Vec::new();
+    for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+        let prop = resolve(prop);
+        let prop = prop["oneOf"]
+            .as_array()
+            .and_then(|o| o.iter().find(|s| !is(s, "null")).map(resolve))
+            .unwrap_or(prop);
+        if is(&prop, "string") {
+            out.push((name.clone(), json!({ name: "a\u{0}b" })));
+        } else if is(&prop, "array") && is(&resolve(&prop["items"]), "string") {
+            out.push((format!("{name}/0"), json!({ name: ["a\u{0}b"] })));
+        }
+    }
+    out
+}
+
+/// Every text input of every operation in the OpenAPI document — each string field of its
+/// body, each query parameter, each path parameter — holding a NUL: a coded 4xx, and no
+/// row of any table changed.
+#[actix_web::test]
+async fn a_nul_in_every_text_input_of_every_operation_is_refused() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Team").await;
+    let doc: serde_json::Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let db = app.db.client().await;
+    let counts = || async {
+        let mut counts = Vec::new();
+        for row in db
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            let table: String = row.get(0);
+            let n: i64 = db
+                .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])
+                .await
+                .unwrap()
+                .get(0);
+            counts.push((table, n));
+        }
+        counts
+    };
+    let before = counts().await;
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let login = template.ends_with("/auth/login");
+            let params: Vec<&serde_json::Value> = op["parameters"].as_array().into_iter().flatten().collect();
+            let path_with = |nul_param: Option<&str>| {
+                let mut path = template.clone();
+                for p in params.iter().filter(|p| p["in"] == "path") {
+                    let name = p["name"].as_str().unwrap();
+                    let value = if Some(name) == nul_param {
+                        "%00".to_owned()
+                    } else {
+                        ws.to_string()
+                    };
+                    path = path.replace(&format!("{{{name}}}"), &value);
+                }
+                path
+            };
+            let expect = |response: &(StatusCode, serde_json::Value), field: Option<&str>, what: &str| {
+                if login {
+                    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials");
+                } else {
+                    assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+                }
+                if let Some(field) = field.filter(|_| !login) {
+                    assert_eq!(
+                        response.1["message"],
+                        format!("`{field}` must not contain NUL characters (U+0000)"),
+                        "{what}"
+                    );
+                }
+            };
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            for (field, body) in nul_bodies(&doc, schema) {
+                let what = format!("{method} {template} {body}");
+                let response = app
+                    .call(method.clone(), &path_with(None), Some(&owner.token), Some(body))
+                    .await;
+                expect(&response, Some(&field), &what);
+                checked += 1;
+            }
+            for p in params.iter().filter(|p| p["in"] == "query") {
+                let url = format!("{}?{}=%00", path_with(None), p["name"].as_str().unwrap());
+                let response = app.call(method.clone(), &url, Some(&owner.token), None).await;
+                expect(&response, None, &format!("{method} {url}"));
+                checked += 1;
+            }
+            for p in params.iter().filter(|p| p["in"] == "path") {
+                let url = path_with(p["name"].as_str());
+                let response = app.call(method.clone(), &url, Some(&owner.token), None).await;
+                expect(&response, None, &format!("{method} {url}"));
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} inputs checked");
+    assert!(checked > 80, "inputs checked: {checked}");
+    assert_eq!(counts().await, before, "no row changed");
+}
