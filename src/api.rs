@@ -1,17 +1,22 @@
 //! What REST handlers share: [`Call`], what a handler starts from — the server state, the
 //! authenticated caller and where the request came from, extracted as one argument (the
 //! caller first, so an unauthenticated request fails before anything else is looked at) —
-//! and [`Reply`], what it returns.
+//! and [`Reply`], what it returns — and the input extractors every handler uses instead of
+//! actix's: [`Json`], [`Credentials`], [`Query`] and [`Path`] refuse a NUL character (which
+//! Postgres cannot store in `text` or `jsonb`) before anything reaches the database.
 
 use crate::audit::{self, Action, Actor};
 use crate::auth::{Access, Auth, AuthUser, Permission, Principal, RequestMeta, UserAuth, authorized};
 use crate::db::DbConn;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use diesel_async::AsyncPgConnection;
+use futures_util::future::LocalBoxFuture;
 use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use std::future::{Ready, ready};
 use uuid::Uuid;
 
@@ -109,3 +114,119 @@ impl<C: Caller> Call<C> {
         .await
     }
 }
+
+/// A JSON request body (`web::Json` with the app's `JsonConfig`: size limit, content type,
+/// error envelope), refused with `validation_failed` when any string in it holds a NUL.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+/// A JSON body of credentials (a login): like [`Json`], but a NUL anywhere is
+/// `invalid_credentials`, as any other wrong email or password.
+#[derive(Debug)]
+pub struct Credentials<T>(pub T);
+
+/// Reads a JSON body, refusing a NUL with `refusal`, then deserializes it.
+async fn json_body<T: DeserializeOwned>(
+    req: HttpRequest,
+    mut payload: Payload,
+    refusal: fn(&str) -> AppError,
+) -> Result<T, actix_web::Error> {
+    let raw = web::Json::<Box<RawValue>>::from_request(&req, &mut payload)
+        .await?
+        .into_inner();
+    if crate::validate::json_has_nul(raw.get().as_bytes()) {
+        return Err(refusal(raw.get()).into());
+    }
+    serde_json::from_str(raw.get())
+        .map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}")).into())
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (req, payload) = (req.clone(), payload.take());
+        Box::pin(async move { json_body(req, payload, crate::validate::nul_in_json).await.map(Json) })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Credentials<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (req, payload) = (req.clone(), payload.take());
+        let refusal = |_: &str| AppError::new(ErrorCode::InvalidCredentials, "wrong email or password");
+        Box::pin(async move { json_body(req, payload, refusal).await.map(Credentials) })
+    }
+}
+
+/// A query string (`web::Query` with the app's `QueryConfig`), refused with
+/// `validation_failed` when it decodes to text holding a NUL (`%00`).
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if crate::validate::url_has_nul(req.query_string()) {
+            let err = AppError::validation("the query string must not contain NUL characters (%00)");
+            return ready(Err(err.into()));
+        }
+        ready(
+            web::Query::<T>::from_request(req, payload)
+                .into_inner()
+                .map(|q| Query(q.into_inner())),
+        )
+    }
+}
+
+/// Path parameters (`web::Path` with the app's `PathConfig`), refused with
+/// `validation_failed` when the path decodes to text holding a NUL (`%00`).
+#[derive(Debug)]
+pub struct Path<T>(T);
+
+impl<T: DeserializeOwned> FromRequest for Path<T> {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if crate::validate::url_has_nul(req.uri().path()) {
+            let err = AppError::validation("the path must not contain NUL characters (%00)");
+            return ready(Err(err.into()));
+        }
+        ready(
+            web::Path::<T>::from_request(req, payload)
+                .into_inner()
+                .map(|p| Path(p.into_inner())),
+        )
+    }
+}
+
+macro_rules! wrapper {
+    ($($name:ident),*) => {$(
+        impl<T> $name<T> {
+            pub fn into_inner(self) -> T {
+                self.0
+            }
+        }
+
+        impl<T> std::ops::Deref for $name<T> {
+            type Target = T;
+            fn deref(&self) -> &T {
+                &self.0
+            }
+        }
+
+        impl<T> std::ops::DerefMut for $name<T> {
+            fn deref_mut(&mut self) -> &mut T {
+                &mut self.0
+            }
+        }
+    )*};
+}
+
+wrapper!(Json, Credentials, Query, Path);

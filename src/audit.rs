@@ -5,11 +5,11 @@ use crate::feature::Feature;
 use crate::routes;
 
 use crate::api::{Call, Reply};
+use crate::api::{Path, Query};
 use crate::auth::{Permission, Principal, RequestMeta, Role};
 use crate::db::schema::{audit_log, users};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::pagination::Limit;
-use actix_web::web::{Path, Query};
 use actix_web::{HttpResponse, get};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

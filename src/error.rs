@@ -161,6 +161,14 @@ impl AppError {
         Self::new(ErrorCode::PermissionDenied, message)
     }
 
+    /// Whether the database raised this error (the statement failed; an open transaction
+    /// is aborted).
+    pub fn from_database(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|s| s.downcast_ref::<diesel::result::Error>().is_some())
+    }
+
     pub fn body(&self) -> ErrorBody {
         let message = if self.code.status().is_server_error() {
             match self.code {
@@ -207,12 +215,24 @@ impl ResponseError for AppError {
 }
 
 impl From<diesel::result::Error> for AppError {
+    /// Database errors are internal, except a database that went away (`service_unavailable`:
+    /// retry) and text Postgres refuses to store: a backstop for input that got past the edge
+    /// checks (`validate`), reported as the caller's `validation_failed` (the statement
+    /// failed, so nothing was written).
     fn from(err: diesel::result::Error) -> Self {
         if database_unreachable(&err) {
             return AppError {
                 code: ErrorCode::ServiceUnavailable,
                 message: Cow::Borrowed("database unavailable"),
                 source: Some(err.into()),
+            };
+        }
+        if let diesel::result::Error::DatabaseError(_, info) = &err
+            && is_unstorable_text(info.message())
+        {
+            return AppError {
+                source: Some(err.into()),
+                ..AppError::validation("the input holds a character that cannot be stored (such as NUL, U+0000)")
             };
         }
         AppError::internal(err)
@@ -240,6 +260,16 @@ fn database_unreachable(err: &diesel::result::Error) -> bool {
         Error::BrokenTransactionManager => true,
         _ => false,
     }
+}
+
+/// Postgres's messages for text it cannot store: a NUL in `text` ("invalid byte sequence
+/// for encoding \"UTF8\": 0x00", SQLSTATE 22021), `\u0000` in `jsonb` ("unsupported Unicode
+/// escape sequence", 22P05), a character outside the server encoding (22021 / 22P05).
+fn is_unstorable_text(message: &str) -> bool {
+    message.starts_with("invalid byte sequence for encoding")
+        || message.starts_with("unsupported Unicode escape sequence")
+        || message.starts_with("character with byte sequence")
+        || message.starts_with("untranslatable character")
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
@@ -290,6 +320,24 @@ mod tests {
         let bug = gone(DatabaseErrorKind::Unknown, "column \"nope\" does not exist");
         assert_eq!(bug.code, ErrorCode::Internal);
         assert_eq!(AppError::from(Error::NotFound).code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn text_postgres_refuses_is_a_validation_error() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        for message in [
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+            "unsupported Unicode escape sequence",
+        ] {
+            let err = AppError::from(Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            ));
+            assert_eq!(err.code, ErrorCode::ValidationFailed, "{message}");
+            assert!(err.source.is_some());
+        }
+        let other = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new("deadlock detected".to_owned()));
+        assert_eq!(AppError::from(other).code, ErrorCode::Internal);
     }
 
     #[test]

@@ -1,6 +1,100 @@
-//! Input rules shared by handlers: field lengths and formats, reported as `validation_failed`.
+//! Input rules shared by handlers: field lengths and formats, reported as `validation_failed`;
+//! and the NUL rule every text input obeys before it can reach the database (Postgres
+//! refuses U+0000 in `text` and `jsonb`), checked once at the edges: JSON bodies
+//! (`api::Json`), query strings and paths (`api::Query`, `api::Path`), WebSocket frames.
 
 use crate::error::{AppError, AppResult};
+use std::borrow::Cow;
+
+/// Whether a JSON text holds a NUL character: a `\u0000` escape inside a string (not
+/// `\\u0000`, an escaped backslash followed by `u0000`), or a raw NUL byte anywhere.
+pub fn json_has_nul(json: &[u8]) -> bool {
+    #[derive(Clone, Copy)]
+    enum State {
+        Outside,
+        InString,
+        Escape,
+        /// Inside `\uXXXX`: digits read so far and their value.
+        Hex(u8, u16),
+    }
+    let mut state = State::Outside;
+    for &b in json {
+        if b == 0 {
+            return true;
+        }
+        state = match (state, b) {
+            (State::Outside, b'"') => State::InString,
+            (State::Outside, _) => State::Outside,
+            (State::InString, b'\\') => State::Escape,
+            (State::InString, b'"') => State::Outside,
+            (State::InString, _) => State::InString,
+            (State::Escape, b'u') => State::Hex(0, 0),
+            (State::Escape, _) => State::InString,
+            (State::Hex(n, value), b) => match (b as char).to_digit(16) {
+                Some(digit) => {
+                    let value = value << 4 | digit as u16;
+                    if n == 3 {
+                        if value == 0 {
+                            return true;
+                        }
+                        State::InString
+                    } else {
+                        State::Hex(n + 1, value)
+                    }
+                }
+                // Not valid JSON: the parser reports it.
+                None if b == b'"' => State::Outside,
+                None => State::InString,
+            },
+        };
+    }
+    false
+}
+
+/// Where the first NUL in a JSON value is, as a JSON pointer-like path (`/messages/0/body`),
+/// to name the field in the error.
+pub fn nul_field(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then(String::new),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_field(v).map(|rest| format!("/{i}{rest}"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(format!("/{}", k.replace('\0', "\\u0000")));
+            }
+            nul_field(v).map(|rest| format!("/{k}{rest}"))
+        }),
+        _ => None,
+    }
+}
+
+/// The `validation_failed` error for a NUL in a JSON text.
+pub fn nul_in_json(json: &str) -> AppError {
+    let field = serde_json::from_str(json).ok().and_then(|v| nul_field(&v));
+    match field.as_deref() {
+        Some(field) if !field.is_empty() => {
+            AppError::validation(format!("`{}` must not contain NUL characters (U+0000)", &field[1..]))
+        }
+        _ => AppError::validation("text must not contain NUL characters (U+0000)"),
+    }
+}
+
+/// Whether a raw (percent-encoded) URL part decodes to text holding a NUL (`%00`).
+pub fn url_has_nul(raw: &str) -> bool {
+    raw.as_bytes().windows(3).any(|w| w == b"%00") || raw.contains('\0')
+}
+
+/// Text derived from other input (a Yjs document's rendering) made storable as `text`: a
+/// NUL becomes U+FFFD, as a decoder shows a character it cannot represent.
+pub fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
 
 /// Trims `value` and checks its length in characters.
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> AppResult<String> {
@@ -63,6 +157,44 @@ mod tests {
         for bad in ["ann", "@x.io", "ann@x", "a b@x.io", "a@b@c.io", "ann@.io"] {
             assert!(email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nul_detection() {
+        assert!(json_has_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(json_has_nul(br#"{"a\u0000":1}"#));
+        assert!(
+            json_has_nul(br#"["\\\u0000"]"#),
+            "an escaped backslash, then a NUL escape"
+        );
+        assert!(json_has_nul(b"{\"a\":\"\0\"}"));
+        assert!(
+            !json_has_nul(br#"{"a":"\\u0000"}"#),
+            "an escaped backslash and the text u0000"
+        );
+        assert!(json_has_nul(br#"{"a":"\u00001"}"#), "a NUL followed by a digit");
+        assert!(!json_has_nul(br#"{"a":"\u0001","b":"\u1000"}"#));
+        assert!(!json_has_nul(br#"{"u0000":"\"u0000"}"#));
+        assert!(json_has_nul(br#"{"a":"\u0041\u0000"}"#));
+        for (text, nul) in [("x\0", true), ("x\\0", false), ("\0\u{1}", true), ("ok", false)] {
+            let json = serde_json::to_string(&serde_json::json!({ "k": [text] })).unwrap();
+            assert_eq!(json_has_nul(json.as_bytes()), nul, "{json}");
+        }
+        let value = serde_json::json!({ "a": 1, "b": [{ "c": "ok" }, { "d": "n\0" }] });
+        assert_eq!(nul_field(&value).as_deref(), Some("/b/1/d"));
+        assert_eq!(
+            super::nul_in_json(&value.to_string()).message,
+            "`b/1/d` must not contain NUL characters (U+0000)"
+        );
+    }
+
+    #[test]
+    fn nul_in_urls() {
+        assert!(url_has_nul("a=%00"));
+        assert!(url_has_nul("a=%%00"));
+        assert!(!url_has_nul("a=%2500&b=%0A"));
+        assert_eq!(storable("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(storable("ab"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct UsageRow {
 pub async fn workspace_usage(
     Auth(principal): Auth,
     state: web::Data<AppState>,
-    path: web::Path<Uuid>,
+    path: crate::api::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     let id = path.into_inner();
     let mut conn = state.pool.get().await?;

@@ -85,7 +85,8 @@ pub fn parse_chunk(data: &str) -> Result<Vec<StreamEvent>, ProviderError> {
             if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
                 && !text.is_empty()
             {
-                events.push(StreamEvent::Delta(text.to_owned()));
+                // The reply is stored as `text`, which cannot hold a NUL (same width in UTF-16).
+                events.push(StreamEvent::Delta(crate::validate::storable(text).into_owned()));
             }
         }
     }
@@ -246,5 +247,14 @@ mod tests {
             }])
         );
         assert!(parse_chunk(r#"{"error":{"message":"overloaded"}}"#).is_err());
+    }
+
+    #[test]
+    fn a_nul_from_the_provider_becomes_storable() {
+        let events = parse_chunk(r#"{"choices":[{"delta":{"content":"a\u0000b"}}]}"#).unwrap();
+        assert!(
+            matches!(&events[..], [StreamEvent::Delta(t)] if t == "a\u{FFFD}b"),
+            "{events:?}"
+        );
     }
 }

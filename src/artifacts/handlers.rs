@@ -2,6 +2,7 @@
 //! connect tokens for the live-editing socket.
 
 use crate::api::{Call, Reply};
+use crate::api::{Json, Path};
 use crate::artifacts::store::{self, ArtifactRow};
 use crate::auth::secrets::{self, SecretKind};
 use crate::auth::{AuthUser, Permission};
@@ -10,7 +11,6 @@ use crate::db::schema::{artifact_tokens, artifacts, chat_sessions, events as eve
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::events;
 use crate::validate;
-use actix_web::web::{Json, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

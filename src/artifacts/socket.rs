@@ -36,8 +36,8 @@ pub async fn connect(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
-    path: web::Path<Uuid>,
-    query: web::Query<TokenQuery>,
+    path: crate::api::Path<Uuid>,
+    query: crate::api::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
     let artifact_id = path.into_inner();
     check_origin(&state, &req)?;

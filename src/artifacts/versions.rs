@@ -4,6 +4,7 @@
 
 use crate::api::Caller;
 use crate::api::{Call, Reply};
+use crate::api::{Json, Path, Query};
 use crate::artifacts::editor::{Current, ReplaceText, Replaced, TextTarget};
 use crate::artifacts::handlers::{ArtifactView, insert, view};
 use crate::artifacts::registry::Editors;
@@ -16,7 +17,6 @@ use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::pagination::Limit;
 use crate::state::AppState;
 use crate::validate;
-use actix_web::web::{Json, Path, Query};
 use actix_web::{HttpResponse, get, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -108,6 +108,8 @@ async fn record(
     (state, content, seq): (Vec<u8>, String, i64),
 ) -> AppResult<VersionView> {
     let (name, message) = (name.to_owned(), message.to_owned());
+    // The document's text as `text`: a NUL typed into the document cannot be stored.
+    let content = crate::validate::storable(&content).into_owned();
     conn.transaction::<_, AppError, _>(async |conn| {
         async move {
             // Serialize version numbering per artifact.

@@ -1,6 +1,7 @@
 //! Account endpoints: register, log in, log out, `GET /api/me`.
 
 use crate::api::Reply;
+use crate::api::{Credentials, Json};
 use crate::audit::{self, Action, Actor};
 use crate::auth::limits::{Attempt, Refused};
 use crate::auth::principal::{RequestMeta, UserAuth};
@@ -10,7 +11,6 @@ use crate::db::schema::{user_sessions, users};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::state::AppState;
 use crate::validate;
-use actix_web::web::Json;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -154,7 +154,7 @@ pub async fn register(state: web::Data<AppState>, meta: RequestMeta, body: Json<
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 #[post("/auth/login")]
-pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Json<LoginRequest>) -> Limited {
+pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Credentials<LoginRequest>) -> Limited {
     let email = body.email.trim().to_lowercase();
     let attempt = Attempt::new(&email, meta.ip.as_deref());
     let mut conn = state.pool.get().await.map_err(AppError::from)?;

@@ -1,14 +1,17 @@
 //! The group-commit writer behind a topic actor: the writes that queued up while the
 //! previous group was committing go into one transaction with one NOTIFY (DESIGN
-//! principle 3); acks wait for the commit. A group that fails is retried one write at a
-//! time, so one bad write cannot sink the others; a write that does not commit is
-//! reported as failed, never acknowledged.
+//! principle 3); acks wait for the commit. A group that fails is written again in one
+//! transaction with a savepoint per write, so a bad write is dropped with its own error
+//! and the others still commit together (one transaction, one NOTIFY: one bad row cannot
+//! slow everyone); only if that fails too (the commit itself failed) is it retried one
+//! write at a time. A write that does not commit is reported as failed, never
+//! acknowledged.
 
 use crate::cluster::Hub;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::{self, Event};
 use actix::prelude::*;
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 use scoped_futures::ScopedFutureExt;
 use std::sync::Arc;
@@ -58,13 +61,24 @@ pub fn spawn<W: GroupCommit>(
             let outcomes = match commit(&hub, &writer, &batch).await {
                 Ok(outcomes) => outcomes,
                 Err(err) => {
-                    tracing::warn!(error = %err, jobs = n, "group commit failed; retrying one by one");
-                    let mut outcomes = Vec::with_capacity(n);
-                    for job in &batch {
-                        let one = commit(&hub, &writer, std::slice::from_ref(job)).await;
-                        outcomes.push(one.and_then(|mut o| o.pop().expect("one outcome")));
+                    let isolated = if n > 1 {
+                        tracing::warn!(error = %err, jobs = n, "group commit failed; writing each in a savepoint");
+                        commit_isolated(&hub, &writer, &batch).await
+                    } else {
+                        Err(err)
+                    };
+                    match isolated {
+                        Ok(outcomes) => outcomes,
+                        Err(err) => {
+                            tracing::warn!(error = %err, jobs = n, "group commit failed; retrying one by one");
+                            let mut outcomes = Vec::with_capacity(n);
+                            for job in &batch {
+                                let one = commit(&hub, &writer, std::slice::from_ref(job)).await;
+                                outcomes.push(one.and_then(|mut o| o.pop().expect("one outcome")));
+                            }
+                            outcomes
+                        }
                     }
-                    outcomes
                 }
             };
             tracing::debug!(
@@ -85,12 +99,7 @@ async fn commit<W: GroupCommit>(hub: &Hub, writer: &W, batch: &[W::Job]) -> AppR
     let committed = events::commit(&mut conn, hub, |conn| {
         async move {
             let outcomes = writer.write(conn, batch).await?;
-            let events: Vec<Event> = outcomes
-                .iter()
-                .filter_map(|o| o.as_ref().ok())
-                .flatten()
-                .cloned()
-                .collect();
+            let events = outcomes.clone_events();
             Ok((outcomes, events))
         }
         .scope_boxed()
@@ -99,7 +108,45 @@ async fn commit<W: GroupCommit>(hub: &Hub, writer: &W, batch: &[W::Job]) -> AppR
     Ok(committed.publish(hub))
 }
 
-/// Database trouble, as opposed to a rule the write broke.
+/// Like [`commit`], with each job in a savepoint of its own: a job that fails (whatever
+/// the error) is rolled back alone and reported with its error; the rest commit together.
+async fn commit_isolated<W: GroupCommit>(hub: &Hub, writer: &W, batch: &[W::Job]) -> AppResult<Vec<Outcome>> {
+    let mut conn = hub.pool.get().await?;
+    let committed = events::commit(&mut conn, hub, |conn| {
+        async move {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for job in batch {
+                let one = conn
+                    .transaction::<_, AppError, _>(async |conn| {
+                        let mut written = writer.write(conn, std::slice::from_ref(job)).await?;
+                        written.pop().expect("one outcome")
+                    })
+                    .await;
+                outcomes.push(one);
+            }
+            let events = outcomes.clone_events();
+            Ok((outcomes, events))
+        }
+        .scope_boxed()
+    })
+    .await?;
+    Ok(committed.publish(hub))
+}
+
+/// The events of the jobs that succeeded.
+trait CloneEvents {
+    fn clone_events(&self) -> Vec<Event>;
+}
+
+impl CloneEvents for Vec<Outcome> {
+    fn clone_events(&self) -> Vec<Event> {
+        self.iter().filter_map(|o| o.as_ref().ok()).flatten().cloned().collect()
+    }
+}
+
+/// Database trouble, as opposed to a rule the write broke. An error the database raised
+/// counts even when it is the caller's fault (text Postgres refuses): the transaction is
+/// aborted, so the group must fail rather than commit — Postgres would silently roll back.
 pub fn is_fatal(err: &AppError) -> bool {
-    err.code == ErrorCode::Internal || err.code == ErrorCode::ServiceUnavailable
+    err.code == ErrorCode::Internal || err.code == ErrorCode::ServiceUnavailable || err.from_database()
 }

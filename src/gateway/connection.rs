@@ -6,7 +6,7 @@
 
 use crate::cluster::hub::{Leave, Link, Subscription, TopicAction};
 use crate::error::{AppError, ErrorCode};
-use crate::gateway::protocol::{ClientFrame, Envelope, GATEWAY_FRAMES, PROTOCOL_VERSION, salvage_ref};
+use crate::gateway::protocol::{ClientFrame, Envelope, GATEWAY_FRAMES, PROTOCOL_VERSION, refuse_nul, salvage_ref};
 use crate::state::AppState;
 use crate::transport::frames::HelloLimits;
 use crate::transport::{
@@ -106,6 +106,9 @@ impl Connection {
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         if self.limiter.check().is_err() {
             let err = AppError::new(ErrorCode::RateLimited, "too many frames; slow down");
+            return self.error(ctx, salvage_ref(text).as_deref(), None, err);
+        }
+        if let Err(err) = refuse_nul(text) {
             return self.error(ctx, salvage_ref(text).as_deref(), None, err);
         }
         let invalid = |e: &dyn std::fmt::Display| AppError::new(ErrorCode::InvalidFrame, format!("invalid frame: {e}"));

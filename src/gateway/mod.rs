@@ -82,7 +82,7 @@ pub async fn connect(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
-    query: web::Query<ConnectQuery>,
+    query: crate::api::Query<ConnectQuery>,
 ) -> Result<HttpResponse, AppError> {
     check_origin(&state, &req)?;
     let header = req

@@ -2,6 +2,7 @@
 //! the envelope every frame shares. docs/PROTOCOL.md shows an example of every frame; server
 //! frames are `transport::ServerFrame`, rooms decode their own client frames.
 
+use crate::error::AppError;
 use serde::Deserialize;
 
 /// The protocol version announced in `hello`.
@@ -44,6 +45,16 @@ pub enum ClientFrame {
 /// The frame types of [`ClientFrame`].
 pub const GATEWAY_FRAMES: &[&str] = &["subscribe", "unsubscribe", "ping"];
 
+/// Refuses a frame holding a NUL character in any string (`\u0000`), whatever its type:
+/// Postgres cannot store one, and the frame must fail here, with `validation_failed`,
+/// rather than in a group commit shared with other writers.
+pub fn refuse_nul(text: &str) -> Result<(), AppError> {
+    if crate::validate::json_has_nul(text.as_bytes()) {
+        return Err(crate::validate::nul_in_json(text));
+    }
+    Ok(())
+}
+
 /// Pulls `ref` out of a frame that failed to parse, so the error can still name it.
 pub fn salvage_ref(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
@@ -64,5 +75,9 @@ mod tests {
         let e: Envelope =
             serde_json::from_str(r#"{"type":"typing","ref":"r","topic":"session:x","typing":true}"#).unwrap();
         assert_eq!(e.kind, "typing");
+        let nul = refuse_nul(r#"{"type":"send_message","topic":"t","body":"a\u0000"}"#).unwrap_err();
+        assert_eq!(nul.code, crate::error::ErrorCode::ValidationFailed);
+        assert_eq!(nul.message, "`body` must not contain NUL characters (U+0000)");
+        assert!(refuse_nul(r#"{"type":"send_message","topic":"t","body":"a\\u0000"}"#).is_ok());
     }
 }

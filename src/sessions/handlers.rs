@@ -2,6 +2,7 @@
 //! message history, and WebSocket connect tickets.
 
 use crate::api::{Call, Reply};
+use crate::api::{Json, Path, Query};
 use crate::auth::authorize::{MemberRow, find_member};
 use crate::auth::{AuthUser, Permission, Principal, Role};
 use crate::db::schema::{
@@ -16,7 +17,6 @@ use crate::sessions::events::SessionEvent;
 use crate::sessions::registry::LiveSessions;
 use crate::sessions::store::{self, MessageView};
 use crate::validate;
-use actix_web::web::{Json, Path, Query};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

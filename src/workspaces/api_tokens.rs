@@ -2,6 +2,7 @@
 //! permissions, shown once, stored hashed, revocable, with last-used time.
 
 use crate::api::{Call, Reply};
+use crate::api::{Json, Path};
 use crate::audit::Action;
 use crate::auth::secrets::{self, SecretKind};
 use crate::auth::{AuthUser, Permission, PermissionSet};
@@ -10,7 +11,6 @@ use crate::db::schema::api_tokens;
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::validate;
 use crate::workspaces::parse_grantable;
-use actix_web::web::{Json, Path};
 use actix_web::{HttpResponse, delete, get, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

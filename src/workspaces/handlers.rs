@@ -1,6 +1,7 @@
 //! Workspace endpoints: create, list mine, get, rename, delete; and the permission catalogue.
 
 use crate::api::{Call, Reply};
+use crate::api::{Json, Path};
 use crate::audit::{self, Action};
 use crate::auth::authorize::MemberRow;
 use crate::auth::{AuthUser, Permission, PermissionSet, Principal, Role, access};
@@ -8,7 +9,6 @@ use crate::db::schema::{workspace_members, workspaces};
 use crate::error::{AppResult, ErrorBody};
 use crate::validate;
 use crate::workspaces::members::add_member;
-use actix_web::web::{Json, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

@@ -2,6 +2,7 @@
 //! The token is 32 random bytes shown once (in the link); only its hash is stored.
 
 use crate::api::{Call, Reply};
+use crate::api::{Json, Path};
 use crate::audit::{self, Action};
 use crate::auth::secrets::{self, SecretKind};
 use crate::auth::{Access, AuthUser, Permission, PermissionSet, Role};
@@ -12,7 +13,6 @@ use crate::mail::Mailer;
 use crate::validate;
 use crate::workspaces::members::{MemberView, add_member, load_member_view};
 use crate::workspaces::{lock_workspace, parse_grantable};
-use actix_web::web::{Json, Path};
 use actix_web::{HttpResponse, delete, get, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

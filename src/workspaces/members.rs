@@ -1,6 +1,7 @@
 //! Member endpoints: list, change role, set custom permissions, remove, leave.
 
 use crate::api::{Call, Reply};
+use crate::api::{Json, Path};
 use crate::audit::{self, Action, Actor};
 use crate::auth::authorize::{MemberRow, find_member};
 use crate::auth::{Access, AuthUser, Permission, Role};
@@ -11,7 +12,6 @@ use crate::events::{self, Event};
 use crate::sessions::events::SessionEvent;
 use crate::state::AppState;
 use crate::workspaces::{lock_workspace, parse_grantable};
-use actix_web::web::{Json, Path};
 use actix_web::{HttpResponse, delete, get, patch, post, put};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

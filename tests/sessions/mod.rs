@@ -1,6 +1,7 @@
 //! Tests of live chat sessions over WebSocket: ordering, acks, replay, presence, typing,
 //! connection health, permissions, and the REST side.
 
+mod bad_input;
 mod connection;
 mod live;
 mod presence;
