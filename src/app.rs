@@ -143,6 +143,7 @@ impl Application {
             config,
         });
         spawn_housekeeping(state.clone().into_inner());
+        crate::janitor::spawn(state.pool.clone(), state.config.clone(), state.shutting_down.clone());
         node::spawn_heartbeat(Heartbeat {
             hub: state.hub.clone(),
             config: state.node.clone(),
@@ -164,7 +165,12 @@ impl Application {
                 .app_data(json_config())
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms").exclude("/healthz"))
+                // `%r` would log connect tokens and tickets from query strings.
+                .wrap(
+                    Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                        .custom_request_replace("request", crate::redact::request_line)
+                        .exclude("/healthz"),
+                )
                 .route("/", web::get().to(dashboard))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
@@ -277,21 +283,14 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     }
 }
 
-/// Periodic clean-up: expired login sessions, idle rate-limit keys.
+/// Periodic clean-up of this node's memory: idle rate-limit keys. (Rows in Postgres are the
+/// cluster's janitor's: `crate::janitor`.)
 fn spawn_housekeeping(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
             state.login_limits.shrink();
-            if let Ok(mut conn) = state.pool.get().await {
-                use crate::db::schema::user_sessions;
-                use diesel::prelude::*;
-                use diesel_async::RunQueryDsl;
-                let _ = diesel::delete(user_sessions::table.filter(user_sessions::expires_at.lt(chrono::Utc::now())))
-                    .execute(&mut conn)
-                    .await;
-            }
         }
     });
 }
