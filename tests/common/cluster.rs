@@ -12,6 +12,8 @@ pub const LEASE_MS: u64 = 1500;
 pub struct Node {
     pub api: Api,
     child: Child,
+    /// Every line the node wrote to standard output (its log included).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl std::ops::Deref for Node {
@@ -33,14 +35,13 @@ impl Node {
             .envs(env.iter().copied())
             .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])
             .args(["--node-lease-ms", &LEASE_MS.to_string(), "--node-heartbeat-ms", "250"])
-            .args([
-                "--argon2-memory-kib",
-                "4096",
-                "--ws-frames-per-second",
-                "1000",
-                "--log",
-                "warn",
-            ])
+            .args(["--argon2-memory-kib", "4096", "--ws-frames-per-second", "1000"])
+            // Quiet unless the test asks for a log level of its own.
+            .args(if extra.contains(&"--log") {
+                &[][..]
+            } else {
+                &["--log", "warn"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -59,10 +60,17 @@ impl Node {
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Node {
             api: Api::new(port),
             child,
+            log,
         }
     }
 
