@@ -2,6 +2,7 @@
 //! accounts) close their sockets on every node, no credential reaches a log, the cluster's
 //! janitor, artifact audit rows, the `/ws/artifacts` frame limit, large documents.
 
+mod ai;
 mod artifacts;
 mod cluster;
 mod janitor;
