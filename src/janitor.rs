@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The advisory lock a pass holds ("janitor" in ASCII): one pass in the cluster at a time.
-pub const LOCK_KEY: i64 = 0x6a61_6e69_746f_72;
+pub const LOCK_KEY: i64 = 0x006a_616e_6974_6f72;
 
 /// One prune: deletes what it owns in the pass's transaction; returns how many rows went.
 pub type Prune = for<'c> fn(&'c mut AsyncPgConnection, &'c Config) -> BoxFuture<'c, AppResult<usize>>;
