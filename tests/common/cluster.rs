@@ -35,7 +35,14 @@ impl Node {
             .envs(env.iter().copied())
             .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])
             .args(["--node-lease-ms", &LEASE_MS.to_string(), "--node-heartbeat-ms", "250"])
-            .args(["--argon2-memory-kib", "4096", "--ws-frames-per-second", "1000"])
+            .args([
+                "--argon2-memory-kib",
+                "4096",
+                "--ws-frames-per-second",
+                "1000",
+                "--ws-artifact-frames-per-second",
+                "1000",
+            ])
             // Quiet unless the test asks for a log level of its own.
             .args(if extra.contains(&"--log") {
                 &[][..]
