@@ -23,7 +23,8 @@ pub const LOCK_KEY: i64 = 0x006a_616e_6974_6f72;
 /// One prune: deletes what it owns in the pass's transaction; returns how many rows went.
 pub type Prune = for<'c> fn(&'c mut AsyncPgConnection, &'c Config) -> BoxFuture<'c, AppResult<usize>>;
 
-/// Every prune of a pass, by name (the name is what the pass reports).
+/// Every prune of a pass, by name (the name is what the pass reports). A new one is a line,
+/// e.g. `("login_limits", |conn, _| Box::pin(crate::auth::limits::prune(conn)))`.
 pub const PRUNES: &[(&str, Prune)] = &[
     ("connect_tickets", |conn, _| Box::pin(expired_tickets(conn))),
     ("artifact_tokens", |conn, _| Box::pin(expired_artifact_tokens(conn))),

@@ -28,6 +28,11 @@ const KINDS: [SecretKind; 5] = [
     SecretKind::ArtifactToken,
 ];
 
+/// A secret's body is 43 base64url characters; shorter runs after a prefix are ordinary
+/// words (`bca_` in a sentence), longer ones are redacted wherever they stand (also inside
+/// a percent-encoded URL, `%3Dbca_…`).
+const MIN_BODY: usize = 16;
+
 /// `text` with every secret of ours (prefix plus its base64url body) replaced by
 /// [`REDACTED`].
 pub fn secrets(text: &str) -> std::borrow::Cow<'_, str> {
@@ -40,13 +45,11 @@ pub fn secrets(text: &str) -> std::borrow::Cow<'_, str> {
     let mut rest = 0;
     let mut at = 0;
     while at < text.len() {
-        // A secret starts at a word boundary (not inside a longer identifier).
-        let boundary = at == 0 || !text[..at].chars().next_back().is_some_and(secret_char);
-        if boundary && let Some(prefix) = starts(at) {
+        if let Some(prefix) = starts(at) {
             let body = text[at + prefix.len()..]
                 .find(|c: char| !secret_char(c))
                 .unwrap_or(text.len() - at - prefix.len());
-            if body > 0 {
+            if body >= MIN_BODY {
                 out.push_str(&text[rest..at]);
                 out.push_str(REDACTED);
                 at += prefix.len() + body;
@@ -114,13 +117,18 @@ mod tests {
             assert!(!clean.contains(&secret[4..]), "{clean}");
             assert_eq!(clean, "GET /ws/artifacts/1?token=[redacted]&x=1 error=\"[redacted]\"");
         }
-        assert_eq!(secrets("rebca_x bca_ and bcs_"), "rebca_x bca_ and bcs_");
+        assert_eq!(secrets("rebca_x bca_ and bcs_short"), "rebca_x bca_ and bcs_short");
+        let (secret, _) = crate::auth::secrets::generate(SecretKind::ConnectTicket);
+        assert_eq!(
+            secrets(&format!("next=%2Fws%3Fticket%3D{secret}")),
+            "next=%2Fws%3Fticket%3D[redacted]"
+        );
     }
 
     #[test]
     fn credential_parameters_are_blanked_whatever_they_hold() {
         assert_eq!(
-            query("ticket=abc&room=r1&TOKEN=x&after=bcs_AAAA"),
+            query("ticket=abc&room=r1&TOKEN=x&after=bcs_AAAAAAAAAAAAAAAAAAAA"),
             "ticket=[redacted]&room=r1&TOKEN=[redacted]&after=[redacted]"
         );
     }
