@@ -13,10 +13,10 @@ mkdir -p "$OUT"
 DB=postgres://postgres@127.0.0.1:5432/bedda_headline
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS bedda_headline WITH (FORCE)" >/dev/null
 "$BIN/bedda-collab" migrate --database-url $DB >/dev/null 2>&1 || true
-"$BIN/bedda-collab" serve --bind 127.0.0.1:18081 --database-url $DB --ws-frames-per-second 1000 --log warn &
+"$BIN/bedda-collab" serve --bind 127.0.0.1:18081 --database-url $DB --ws-frames-per-second 1000 --ws-artifact-frames-per-second 1000 --log warn &
 P1=$!
 sleep 2
-"$BIN/bedda-collab" serve --bind 127.0.0.1:18082 --database-url $DB --ws-frames-per-second 1000 --log warn &
+"$BIN/bedda-collab" serve --bind 127.0.0.1:18082 --database-url $DB --ws-frames-per-second 1000 --ws-artifact-frames-per-second 1000 --log warn &
 P2=$!
 trap 'kill $P1 $P2 2>/dev/null; wait $P1 $P2 2>/dev/null || true' EXIT
 for _ in $(seq 1 30); do curl -sf http://127.0.0.1:18082/readyz >/dev/null && break; sleep 0.5; done

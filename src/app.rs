@@ -2,7 +2,7 @@
 //! input-error handlers, health checks. The only module that names every feature.
 
 use crate::auth::hashing::{HashingConfig, PasswordHashing};
-use crate::auth::limits::{self, AuthLimits};
+use crate::auth::limits::AuthLimits;
 use crate::auth::principal::authenticate;
 use crate::cluster::node::{self, Heartbeat, NodeConfig};
 use crate::cluster::{Bus, Hub};
@@ -158,7 +158,7 @@ impl Application {
             mailer,
             config,
         });
-        spawn_housekeeping(state.clone().into_inner());
+        crate::janitor::spawn(state.pool.clone(), state.config.clone(), state.shutting_down.clone());
         node::spawn_heartbeat(Heartbeat {
             hub: state.hub.clone(),
             config: state.node.clone(),
@@ -180,7 +180,12 @@ impl Application {
                 .app_data(json_config())
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms").exclude("/healthz"))
+                // `%r` would log connect tokens and tickets from query strings.
+                .wrap(
+                    Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                        .custom_request_replace("request", crate::redact::request_line)
+                        .exclude("/healthz"),
+                )
                 .route("/", web::get().to(dashboard))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
@@ -291,25 +296,4 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
             "database did not answer in time",
         )),
     }
-}
-
-/// Periodic clean-up: expired login sessions, spent rate-limit windows.
-fn spawn_housekeeping(state: Arc<AppState>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
-        loop {
-            tick.tick().await;
-            if let Ok(mut conn) = state.pool.get().await {
-                if let Err(err) = limits::prune(&mut conn).await {
-                    tracing::warn!(error = %err, "pruning auth_limits failed");
-                }
-                use crate::db::schema::user_sessions;
-                use diesel::prelude::*;
-                use diesel_async::RunQueryDsl;
-                let _ = diesel::delete(user_sessions::table.filter(user_sessions::expires_at.lt(chrono::Utc::now())))
-                    .execute(&mut conn)
-                    .await;
-            }
-        }
-    });
 }

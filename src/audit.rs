@@ -62,6 +62,19 @@ pub enum Action {
         #[serde(skip)]
         user: Uuid,
     },
+    /// A server admin disabled an account (it can no longer log in; its sockets closed).
+    #[serde(rename = "user.disable")]
+    UserDisable {
+        #[serde(skip)]
+        user: Uuid,
+        email: String,
+    },
+    #[serde(rename = "user.enable")]
+    UserEnable {
+        #[serde(skip)]
+        user: Uuid,
+        email: String,
+    },
     #[serde(rename = "workspace.create")]
     WorkspaceCreate {
         #[serde(skip)]
@@ -159,6 +172,57 @@ pub enum Action {
         #[serde(skip)]
         token: Uuid,
     },
+    #[serde(rename = "artifact.delete")]
+    ArtifactDelete {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        artifact: Uuid,
+        title: String,
+        /// Branches deleted with it.
+        branches: Vec<Uuid>,
+    },
+    #[serde(rename = "artifact.version")]
+    ArtifactVersion {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        artifact: Uuid,
+        version: Uuid,
+        number: i32,
+        name: String,
+    },
+    #[serde(rename = "artifact.revert")]
+    ArtifactRevert {
+        #[serde(skip)]
+        workspace: Uuid,
+        #[serde(skip)]
+        artifact: Uuid,
+        /// The version reverted to, and the version recording the revert.
+        to_version: Uuid,
+        version: Uuid,
+    },
+    #[serde(rename = "artifact.branch")]
+    ArtifactBranch {
+        #[serde(skip)]
+        workspace: Uuid,
+        /// The new branch (the target); `from` is the artifact it forks.
+        #[serde(skip)]
+        artifact: Uuid,
+        from: Uuid,
+        from_version: Uuid,
+        name: String,
+    },
+    #[serde(rename = "artifact.merge")]
+    ArtifactMerge {
+        #[serde(skip)]
+        workspace: Uuid,
+        /// The branch merged (the target) into `into`.
+        #[serde(skip)]
+        artifact: Uuid,
+        into: Uuid,
+        version: Uuid,
+    },
 }
 
 impl Action {
@@ -166,7 +230,7 @@ impl Action {
     fn workspace(&self) -> Option<Uuid> {
         use Action::*;
         match *self {
-            UserRegister { .. } | UserLogin { .. } => None,
+            UserRegister { .. } | UserLogin { .. } | UserDisable { .. } | UserEnable { .. } => None,
             WorkspaceCreate { workspace, .. }
             | WorkspaceRename { workspace, .. }
             | WorkspaceDelete { workspace, .. }
@@ -178,7 +242,12 @@ impl Action {
             | InvitationRevoke { workspace, .. }
             | InvitationAccept { workspace, .. }
             | ApiTokenCreate { workspace, .. }
-            | ApiTokenRevoke { workspace, .. } => Some(workspace),
+            | ApiTokenRevoke { workspace, .. }
+            | ArtifactDelete { workspace, .. }
+            | ArtifactVersion { workspace, .. }
+            | ArtifactRevert { workspace, .. }
+            | ArtifactBranch { workspace, .. }
+            | ArtifactMerge { workspace, .. } => Some(workspace),
         }
     }
 
@@ -191,6 +260,8 @@ impl Action {
             | WorkspaceDelete { workspace, .. } => ("workspace", workspace),
             UserRegister { user }
             | UserLogin { user }
+            | UserDisable { user, .. }
+            | UserEnable { user, .. }
             | MemberRoleChange { user, .. }
             | MemberPermissions { user, .. }
             | MemberRemove { user, .. }
@@ -199,6 +270,11 @@ impl Action {
             | InvitationRevoke { invitation, .. }
             | InvitationAccept { invitation, .. } => ("invitation", invitation),
             ApiTokenCreate { token, .. } | ApiTokenRevoke { token, .. } => ("api_token", token),
+            ArtifactDelete { artifact, .. }
+            | ArtifactVersion { artifact, .. }
+            | ArtifactRevert { artifact, .. }
+            | ArtifactBranch { artifact, .. }
+            | ArtifactMerge { artifact, .. } => ("artifact", artifact),
         }
     }
 }

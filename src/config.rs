@@ -108,6 +108,11 @@ pub struct Config {
     #[arg(long, env = "WS_FRAMES_PER_SECOND", default_value_t = 20)]
     pub ws_frames_per_second: u32,
 
+    /// Client frames per second on `/ws/artifacts` (y-websocket updates and awareness; bursts
+    /// of twice that). Over it the socket closes with 4429 and the client resyncs on reconnect.
+    #[arg(long, env = "WS_ARTIFACT_FRAMES_PER_SECOND", default_value_t = 60)]
+    pub ws_artifact_frames_per_second: u32,
+
     /// A session actor with no subscribers stops after this long, in milliseconds.
     #[arg(long, env = "SESSION_IDLE_MS", default_value_t = 30_000)]
     pub session_idle_ms: u64,
@@ -190,6 +195,16 @@ pub struct Config {
     /// reply, so a test can kill the node inside it. Never set it in production.
     #[arg(long, env = "AI_START_DELAY_MS", default_value_t = 0, hide = true)]
     pub ai_start_delay_ms: u64,
+
+    /// How often the cluster's janitor runs, in milliseconds (one node at a time, under a
+    /// Postgres advisory lock): it prunes expired connect tickets, artifact tokens and login
+    /// sessions, and sent mail past `--outbox-retention-hours`.
+    #[arg(long, env = "JANITOR_INTERVAL_MS", default_value_t = 300_000)]
+    pub janitor_interval_ms: u64,
+
+    /// How long sent mail stays in the outbox (for operators to check), in hours.
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 24 * 7)]
+    pub outbox_retention_hours: u64,
 
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,bedda_collab=debug`.
     #[arg(long, env = "LOG", default_value = "info")]

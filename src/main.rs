@@ -32,6 +32,8 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()))
+        // No credential in any log line (issue 11).
+        .with_writer(|| bedda_collab::redact::Stdout)
         .init();
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {

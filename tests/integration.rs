@@ -6,3 +6,4 @@ mod cluster;
 mod common;
 mod foundation;
 mod sessions;
+mod tokens;

@@ -3,7 +3,7 @@
 
 use crate::auth::UserAuth;
 use crate::db::schema::nodes;
-use crate::error::{AppError, AppResult, ErrorBody};
+use crate::error::{AppResult, ErrorBody};
 use crate::state::AppState;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
@@ -30,16 +30,7 @@ pub struct NodeView {
     security(("bearer" = [])))]
 #[get("/admin/nodes")]
 pub async fn list_nodes(UserAuth(user): UserAuth, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    if !state
-        .config
-        .admin_emails
-        .iter()
-        .any(|e| e.eq_ignore_ascii_case(&user.email))
-    {
-        return Err(AppError::forbidden(
-            "server administration is for the addresses in --admin-emails",
-        ));
-    }
+    crate::admin::require_admin(&state, &user)?;
     let mut conn = state.pool.get().await?;
     let rows: Vec<NodeView> = nodes::table
         .filter(nodes::lease_expires_at.gt(diesel::dsl::now))

@@ -310,10 +310,11 @@ impl ArtifactEditor {
         };
         match message {
             SyncMessage::SyncStep1(sv) => {
+                // The document's state may be larger than the outbound budget; without it the
+                // client has nothing, so it goes through whole (issue 11).
                 let diff = self.doc.transact().encode_diff_v1(&sv);
-                client
-                    .handle
-                    .do_send(ToClient::Binary(encode(&YMessage::Sync(SyncMessage::SyncStep2(diff)))));
+                let step2 = encode(&YMessage::Sync(SyncMessage::SyncStep2(diff)));
+                client.handle.send_whole(step2);
             }
             SyncMessage::SyncStep2(update) | SyncMessage::Update(update) => {
                 if client.access != Access::Write {

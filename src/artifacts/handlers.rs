@@ -4,6 +4,7 @@
 use crate::api::{Call, Reply};
 use crate::api::{Json, Path};
 use crate::artifacts::store::{self, ArtifactRow};
+use crate::audit::{self, Action};
 use crate::auth::secrets::{self, SecretKind};
 use crate::auth::{AuthUser, Permission};
 use crate::db;
@@ -15,6 +16,7 @@ use actix_web::{HttpResponse, delete, get, patch, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -221,14 +223,16 @@ pub async fn delete_artifact(call: Call, path: Path<Uuid>) -> Reply {
     if call.caller.user_id() != Some(row.created_by) {
         acc.require(Permission::ManageArtifacts)?;
     }
-    let id = row.id;
-    conn.transaction::<_, AppError, _>(async |conn| {
+    let (id, workspace, title) = (row.id, row.workspace_id, row.title.clone());
+    let actor = call.actor();
+    audit::commit(&mut conn, &actor, |conn| {
         async move {
             let branches = artifacts::table
                 .filter(artifacts::branch_of.eq(id))
                 .select(artifacts::id);
+            let branches = branches.load::<Uuid>(conn).await?;
             let mut ids = vec![id];
-            ids.extend(branches.load::<Uuid>(conn).await?);
+            ids.extend(branches.iter().copied());
             let topic_names: Vec<String> = ids.iter().map(|i| store::topic(*i)).collect();
             diesel::delete(events_table::table.filter(events_table::topic.eq_any(&topic_names)))
                 .execute(conn)
@@ -237,9 +241,15 @@ pub async fn delete_artifact(call: Call, path: Path<Uuid>) -> Reply {
                 .execute(conn)
                 .await?;
             diesel::delete(artifacts::table.find(id)).execute(conn).await?;
-            Ok(())
+            let action = Action::ArtifactDelete {
+                workspace,
+                artifact: id,
+                title,
+                branches,
+            };
+            Ok((action, ()))
         }
-        .await
+        .scope_boxed()
     })
     .await?;
     call.state.hub.access_changed(row.workspace_id, None);
@@ -255,6 +265,8 @@ pub struct ConnectTokenRequest {
 /// A token for the live-editing socket.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArtifactConnectToken {
+    /// Names the token to revoke it (`DELETE /api/artifact-tokens/{id}`).
+    pub id: Uuid,
     pub token: String,
     pub access: String,
     pub expires_at: DateTime<Utc>,
@@ -265,7 +277,8 @@ pub struct ArtifactConnectToken {
 }
 
 /// `POST /api/artifacts/{id}/connect-token` — a token for `/ws/artifacts/{id}`: one artifact,
-/// one access level, reusable for reconnects until it expires (30 minutes).
+/// one access level, reusable for reconnects until it expires (30 minutes), is revoked, or
+/// the login session that asked for it ends.
 #[utoipa::path(tag = "artifacts", params(("id" = Uuid, Path)), request_body = ConnectTokenRequest,
     responses((status = 201, body = ArtifactConnectToken), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/artifacts/{id}/connect-token")]
@@ -278,17 +291,21 @@ pub async fn create_connect_token(call: Call<AuthUser>, path: Path<Uuid>, body: 
     let (mut conn, row, _) = store::authorized(&call, *path, permission).await?;
     let (token, hash) = secrets::generate(SecretKind::ArtifactToken);
     let expires_at = Utc::now() + chrono::Duration::minutes(TOKEN_TTL_MINUTES);
-    diesel::insert_into(artifact_tokens::table)
+    let id: Uuid = diesel::insert_into(artifact_tokens::table)
         .values((
             artifact_tokens::token_hash.eq(hash),
             artifact_tokens::artifact_id.eq(row.id),
             artifact_tokens::user_id.eq(call.caller.id),
             artifact_tokens::access.eq(&body.access),
             artifact_tokens::expires_at.eq(expires_at),
+            // Logging out of this session ends the token and closes its sockets.
+            artifact_tokens::login_session_id.eq(call.caller.session_id),
         ))
-        .execute(&mut conn)
+        .returning(artifact_tokens::id)
+        .get_result(&mut conn)
         .await?;
     Ok(HttpResponse::Created().json(ArtifactConnectToken {
+        id,
         token,
         access: body.access.clone(),
         expires_at,

@@ -8,6 +8,7 @@ use crate::artifacts::registry::Editors;
 use crate::artifacts::store;
 use crate::auth::secrets::{self, SecretKind};
 use crate::cluster::hub::Leave;
+use crate::credentials::Credential;
 use crate::db::schema::artifact_tokens;
 use crate::error::{AppError, ErrorCode};
 use crate::gateway::{Counted, check_origin};
@@ -19,7 +20,9 @@ use actix_web_actors::ws;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -52,11 +55,16 @@ pub async fn connect(
         return Err(unauthenticated());
     }
     let mut conn = state.pool.get().await?;
-    let (user_id, access): (Uuid, String) = artifact_tokens::table
+    let (user_id, access, token_id, login_session): (Uuid, String, Uuid, Option<Uuid>) = artifact_tokens::table
         .filter(artifact_tokens::token_hash.eq(secrets::hash(token)))
         .filter(artifact_tokens::artifact_id.eq(artifact_id))
         .filter(artifact_tokens::expires_at.gt(Utc::now()))
-        .select((artifact_tokens::user_id, artifact_tokens::access))
+        .select((
+            artifact_tokens::user_id,
+            artifact_tokens::access,
+            artifact_tokens::id,
+            artifact_tokens::login_session_id,
+        ))
         .first(&mut conn)
         .await
         .optional()?
@@ -68,8 +76,16 @@ pub async fn connect(
 
     let editor = state.hub.get::<Editors>().get_or_spawn(artifact_id, row.workspace_id);
     let outbound = Outbound::new(state.ws_limits.outbound_buffer_bytes);
+    let frames_per_second = NonZeroU32::new(state.config.ws_artifact_frames_per_second.max(1)).expect("non-zero");
+    let burst = frames_per_second.saturating_mul(NonZeroU32::new(2).expect("non-zero"));
     let actor = ArtifactSocket {
         id: ConnId::new(),
+        credential: Credential {
+            user: user_id,
+            login_session,
+            artifact_token: Some(token_id),
+        },
+        limiter: RateLimiter::direct(Quota::per_second(frames_per_second).allow_burst(burst)),
         artifact_id,
         workspace_id: row.workspace_id,
         user_id,
@@ -91,6 +107,10 @@ pub async fn connect(
 
 pub struct ArtifactSocket {
     id: ConnId,
+    /// The token it was opened with (revoking it, or logging out, closes the socket).
+    credential: Credential,
+    /// Client frames per second (`--ws-artifact-frames-per-second`, bursts of twice that).
+    limiter: DefaultDirectRateLimiter,
     artifact_id: Uuid,
     workspace_id: Uuid,
     user_id: Uuid,
@@ -134,6 +154,7 @@ impl Actor for ArtifactSocket {
             client,
         });
         self.state.connections.register(self.id, ctx.address().recipient());
+        (self.state.hub.sockets).register(self.id, self.credential, ctx.address().recipient());
         let limits = self.state.ws_limits.clone();
         ctx.run_interval(limits.heartbeat_interval, move |act, ctx| {
             if act.last_heard.elapsed() > limits.client_timeout {
@@ -147,6 +168,7 @@ impl Actor for ArtifactSocket {
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.editor.do_send(Leave { conn: self.id });
         self.state.connections.unregister(self.id);
+        self.state.hub.sockets.unregister(self.id);
     }
 }
 
@@ -178,6 +200,13 @@ impl Handler<ServerClose> for ArtifactSocket {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ArtifactSocket {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        let counted = matches!(msg, Ok(ws::Message::Binary(_) | ws::Message::Text(_)));
+        if counted && self.limiter.check().is_err() {
+            // y-websocket has no error message, and a dropped update would leave the client
+            // diverged without knowing: close, and it resyncs when it reconnects.
+            let code = ErrorCode::RateLimited.close_code();
+            return self.close(ctx, code, "too many frames per second; reconnect and slow down");
+        }
         match msg {
             Ok(ws::Message::Binary(bytes)) => match YMessage::decode_v1(&bytes) {
                 Ok(message) => self.editor.do_send(Incoming {

@@ -10,6 +10,7 @@ use crate::artifacts::handlers::{ArtifactView, insert, view};
 use crate::artifacts::registry::Editors;
 use crate::artifacts::store::{self, ArtifactRow};
 use crate::artifacts::textmerge::{self, Conflict, Resolution};
+use crate::audit::{self, Action, Actor};
 use crate::auth::{AuthUser, Permission};
 use crate::db;
 use crate::db::schema::{artifact_versions, artifacts};
@@ -21,6 +22,7 @@ use actix_web::{HttpResponse, get, post};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -99,13 +101,15 @@ pub(crate) async fn current(
     Ok((store::state_of(&doc), store::text_of(&doc), seq))
 }
 
-/// Records a version of the given state: its kind, name and message, by `author`.
+/// Records a version of the given state: its kind, name and message, by `author`, with the
+/// audit row of the change it records (`audited` names it from the new version).
 async fn record(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     (kind, name, message): (VersionKind, &str, &str),
-    author: Uuid,
+    (author, actor): (Uuid, &Actor),
     (state, content, seq): (Vec<u8>, String, i64),
+    audited: impl FnOnce(&VersionView) -> Action + Send,
 ) -> AppResult<VersionView> {
     let (name, message) = (name.to_owned(), message.to_owned());
     // The document's text as `text`: a NUL typed into the document cannot be stored.
@@ -126,7 +130,7 @@ async fn record(
                 .first(conn)
                 .await
                 .optional()?;
-            Ok(diesel::insert_into(artifact_versions::table)
+            let version = diesel::insert_into(artifact_versions::table)
                 .values((
                     artifact_versions::id.eq(Uuid::new_v4()),
                     artifact_versions::artifact_id.eq(id),
@@ -142,7 +146,9 @@ async fn record(
                 ))
                 .returning(VersionView::as_returning())
                 .get_result(conn)
-                .await?)
+                .await?;
+            audit::record(conn, actor, audited(&version)).await?;
+            Ok(version)
         }
         .await
     })
@@ -217,12 +223,20 @@ pub async fn save_version(call: Call<AuthUser>, path: Path<Uuid>, body: Json<Sav
     let name = body.name()?;
     let (mut conn, row, _) = store::authorized(&call, *path, Permission::EditArtifacts).await?;
     let now = current(&call.state, &mut conn, row.id).await?;
+    let (workspace, artifact) = (row.workspace_id, row.id);
     let version = record(
         &mut conn,
         row.id,
         (VersionKind::Save, &name, &body.message),
-        call.caller.id,
+        (call.caller.id, &call.actor()),
         now,
+        |v| Action::ArtifactVersion {
+            workspace,
+            artifact,
+            version: v.id,
+            number: v.number,
+            name: v.name.clone(),
+        },
     )
     .await?;
     Ok(HttpResponse::Created().json(version))
@@ -324,7 +338,17 @@ pub async fn revert_version(call: Call<AuthUser>, path: Path<(Uuid, Uuid)>) -> R
         .await?
         .map_err(|_| AppError::internal(anyhow::anyhow!("a revert reported conflicts")))?;
     let name = format!("Revert to version {}", target.number);
-    let version = record(&mut conn, row.id, (VersionKind::Revert, &name, &target.name), user, now).await?;
+    let (workspace, artifact, to_version) = (row.workspace_id, row.id, target.id);
+    let kind = (VersionKind::Revert, name.as_str(), target.name.as_str());
+    let version = record(&mut conn, row.id, kind, (user, &call.actor()), now, |v| {
+        Action::ArtifactRevert {
+            workspace,
+            artifact,
+            to_version,
+            version: v.id,
+        }
+    })
+    .await?;
     Ok(HttpResponse::Created().json(version))
 }
 
@@ -359,9 +383,18 @@ pub async fn create_branch(call: Call<AuthUser>, path: Path<Uuid>, body: Json<Cr
         branch_name: Some(name),
         merged_at: None,
     };
-    let row = conn
-        .transaction::<_, AppError, _>(async |conn| insert(conn, row, Some(state_bytes)).await)
-        .await?;
+    let action = Action::ArtifactBranch {
+        workspace: row.workspace_id,
+        artifact: row.id,
+        from: parent.id,
+        from_version: version.id,
+        name: row.branch_name.clone().unwrap_or_default(),
+    };
+    let actor = call.actor();
+    let row = audit::commit(&mut conn, &actor, |conn| {
+        async move { Ok((action, insert(conn, row, Some(state_bytes)).await?)) }.scope_boxed()
+    })
+    .await?;
     Ok(HttpResponse::Created().json(view(row, Some((content, 1)))))
 }
 
@@ -446,7 +479,17 @@ pub async fn merge_branch(call: Call<AuthUser>, path: Path<Uuid>, body: Json<Mer
         }
     };
     let name = format!("Merge branch {}", branch.branch_name.as_deref().unwrap_or("?"));
-    let version = record(&mut conn, target_id, (VersionKind::Merge, &name, ""), user, now.clone()).await?;
+    let workspace = target.workspace_id;
+    let kind = (VersionKind::Merge, name.as_str(), "");
+    let version = record(&mut conn, target_id, kind, (user, &call.actor()), now.clone(), |v| {
+        Action::ArtifactMerge {
+            workspace,
+            artifact: branch_id,
+            into: target_id,
+            version: v.id,
+        }
+    })
+    .await?;
     Ok(HttpResponse::Created().json(MergeView {
         version,
         content: now.1,

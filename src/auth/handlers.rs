@@ -161,6 +161,8 @@ pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Credenti
     state.auth_limits.check_login(&mut conn, &attempt).await?;
     let row: Option<(UserView, String)> = users::table
         .filter(users::email.eq(&email))
+        // A disabled account cannot log in (and is told no more than for a wrong password).
+        .filter(users::disabled_at.is_null())
         .select((UserView::as_select(), users::password_hash))
         .first(&mut conn)
         .await
@@ -189,7 +191,9 @@ pub async fn login(state: web::Data<AppState>, meta: RequestMeta, body: Credenti
     Ok(HttpResponse::Ok().json(session.await?))
 }
 
-/// `POST /api/auth/logout` — end the current login session.
+/// `POST /api/auth/logout` — end the current login session, with the artifact connect
+/// tokens and connect tickets it issued (they go with the session row), and close every
+/// socket opened under it, on every node (4403). The user's other login sessions stay.
 #[utoipa::path(tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 #[post("/auth/logout")]
 pub async fn logout(UserAuth(user): UserAuth, state: web::Data<AppState>) -> Reply {
@@ -197,6 +201,10 @@ pub async fn logout(UserAuth(user): UserAuth, state: web::Data<AppState>) -> Rep
     diesel::delete(user_sessions::table.find(user.session_id))
         .execute(&mut conn)
         .await?;
+    state.hub.revoke(crate::credentials::Revoked::LoginSession {
+        user: user.id,
+        session: user.session_id,
+    });
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -113,6 +113,7 @@ pub async fn resolve(state: &AppState, secret: &str) -> Result<Principal, AppErr
                 .inner_join(users::table)
                 .filter(user_sessions::token_hash.eq(&hash))
                 .filter(user_sessions::expires_at.gt(now))
+                .filter(users::disabled_at.is_null())
                 .select((user_sessions::id, users::id, users::email, users::display_name))
                 .first(&mut conn)
                 .await
@@ -131,6 +132,12 @@ pub async fn resolve(state: &AppState, secret: &str) -> Result<Principal, AppErr
             let row: Option<Row> = api_tokens::table
                 .filter(api_tokens::token_hash.eq(&hash))
                 .filter(api_tokens::revoked_at.is_null())
+                // A disabled account's tokens stop working with it.
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    users::table
+                        .filter(users::id.eq(api_tokens::created_by))
+                        .filter(users::disabled_at.is_not_null()),
+                )))
                 .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
                 .select((
                     api_tokens::id,

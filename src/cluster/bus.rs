@@ -50,6 +50,8 @@ pub enum Ephemeral {
     NodeDown { node: NodeId },
     /// A member's standing in a workspace changed (`user` None = everyone's).
     Access { workspace: Uuid, user: Option<Uuid> },
+    /// Credentials ended (logout, token revocation, account disabled): close their sockets.
+    Revoke { revoked: crate::credentials::Revoked },
     /// A room's own traffic (typing, presence, AI chunks, awareness, …).
     Room { room: String, payload: serde_json::Value },
 }

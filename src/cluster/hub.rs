@@ -9,6 +9,7 @@
 //! (docs/ARCHITECTURE.md, "Adding a topic kind").
 
 use crate::cluster::Bus;
+use crate::credentials::{Revoked, Sockets};
 use crate::db::DbPool;
 use crate::directory::Directory;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -225,6 +226,8 @@ pub trait Room: Send + Sync + 'static {
 pub struct Hub {
     pub pool: DbPool,
     pub bus: Arc<Bus>,
+    /// This node's sockets by the credential they stand on.
+    pub sockets: Arc<Sockets>,
     rooms: HashMap<&'static str, Arc<dyn Room>>,
 }
 
@@ -233,6 +236,7 @@ impl Hub {
         Self {
             pool,
             bus,
+            sockets: Arc::new(Sockets::default()),
             rooms: HashMap::new(),
         }
     }
@@ -310,6 +314,13 @@ impl Hub {
         self.local_access_changed(workspace, user);
         self.bus
             .ephemeral(crate::cluster::bus::Ephemeral::Access { workspace, user });
+    }
+
+    /// Credentials ended: their sockets close here now and on every other node at the next
+    /// bus tick.
+    pub fn revoke(&self, revoked: Revoked) {
+        self.sockets.close(&revoked);
+        self.bus.ephemeral(crate::cluster::bus::Ephemeral::Revoke { revoked });
     }
 
     pub(crate) fn local_access_changed(&self, workspace: Uuid, user: Option<Uuid>) {

@@ -134,6 +134,9 @@ fn route(hub: &Arc<Hub>, channel: &str, payload: &str) {
                 match item {
                     Ephemeral::NodeDown { node } => hub.node_down(node),
                     Ephemeral::Access { workspace, user } => hub.local_access_changed(workspace, user),
+                    Ephemeral::Revoke { revoked } => {
+                        hub.sockets.close(&revoked);
+                    }
                     Ephemeral::Room { room, payload } => {
                         if let Some(room) = hub.room(&room) {
                             room.ephemeral(notice.node, payload);

@@ -55,6 +55,9 @@ diesel::table! {
         user_id -> Uuid,
         access -> Text,
         expires_at -> Timestamptz,
+        id -> Uuid,
+        login_session_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -177,6 +180,7 @@ diesel::table! {
         display_name -> Text,
         password_hash -> Text,
         created_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -232,6 +236,7 @@ diesel::table! {
         user_id -> Uuid,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        login_session_id -> Nullable<Uuid>,
     }
 }
 

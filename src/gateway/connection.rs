@@ -40,6 +40,8 @@ pub struct Connection {
     limiter: DefaultDirectRateLimiter,
     /// Bytes handed to the socket writer and not yet taken by it.
     outbound: Arc<Outbound>,
+    /// The login session it was opened under (logging out of it closes the socket).
+    login_session: Option<Uuid>,
 }
 
 impl Connection {
@@ -57,7 +59,13 @@ impl Connection {
             subscriptions: HashMap::new(),
             last_heard: Instant::now(),
             outbound,
+            login_session: None,
         }
+    }
+
+    /// Ties the connection to the login session it was opened under.
+    pub fn bound_to(self, login_session: Option<Uuid>) -> Self {
+        Self { login_session, ..self }
     }
 
     /// This connection as rooms and writers reach it.
@@ -265,6 +273,12 @@ impl Actor for Connection {
             ctx.ping(b"");
         });
         self.state.connections.register(self.id, ctx.address().recipient());
+        let credential = crate::credentials::Credential {
+            user: self.user_id,
+            login_session: self.login_session,
+            artifact_token: None,
+        };
+        (self.state.hub.sockets).register(self.id, credential, ctx.address().recipient());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -272,6 +286,7 @@ impl Actor for Connection {
             sub.link.leave.do_send(Leave { conn: self.id });
         }
         self.state.connections.unregister(self.id);
+        self.state.hub.sockets.unregister(self.id);
     }
 }
 

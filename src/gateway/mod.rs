@@ -91,9 +91,9 @@ pub async fn connect(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let user_id = if let Some(token) = header {
+    let (user_id, login_session) = if let Some(token) = header {
         match resolve(&state, token).await? {
-            Principal::User(user) => user.id,
+            Principal::User(user) => (user.id, Some(user.session_id)),
             Principal::Token(_) => {
                 return Err(AppError::new(
                     ErrorCode::UserRequired,
@@ -126,7 +126,7 @@ pub async fn connect(
     let mut response = ws::handshake(&req)
         .map_err(|e| AppError::new(ErrorCode::InvalidFrame, format!("not a WebSocket upgrade: {e}")))?;
     let outbound = Outbound::new(state.ws_limits.outbound_buffer_bytes);
-    let actor = Connection::new(user_id, display_name, state.clone(), outbound.clone());
+    let actor = Connection::new(user_id, display_name, state.clone(), outbound.clone()).bound_to(login_session);
     let codec = actix_http::ws::Codec::new().max_size(state.ws_limits.max_frame_bytes);
     let frames = ws::WebsocketContext::with_codec(actor, stream, codec);
     Ok(response.streaming(Counted {

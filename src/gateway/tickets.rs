@@ -40,6 +40,8 @@ pub async fn create_ticket(UserAuth(user): UserAuth, state: web::Data<AppState>)
         .values((
             connect_tickets::token_hash.eq(hash),
             connect_tickets::user_id.eq(user.id),
+            // Logging out of this session ends the ticket (and the socket it opened).
+            connect_tickets::login_session_id.eq(user.session_id),
             connect_tickets::expires_at.eq(crate::db::now_plus(std::time::Duration::from_secs(
                 TICKET_TTL_SECONDS as u64,
             ))),
@@ -55,8 +57,8 @@ pub async fn create_ticket(UserAuth(user): UserAuth, state: web::Data<AppState>)
     }))
 }
 
-/// Redeems a ticket: the user it was issued to, once.
-pub async fn redeem(conn: &mut AsyncPgConnection, ticket: &str) -> AppResult<Option<Uuid>> {
+/// Redeems a ticket: the user it was issued to and the login session that asked for it, once.
+pub async fn redeem(conn: &mut AsyncPgConnection, ticket: &str) -> AppResult<Option<(Uuid, Option<Uuid>)>> {
     if SecretKind::of(ticket) != Some(SecretKind::ConnectTicket) {
         return Ok(None);
     }
@@ -67,7 +69,7 @@ pub async fn redeem(conn: &mut AsyncPgConnection, ticket: &str) -> AppResult<Opt
             .filter(connect_tickets::expires_at.gt(diesel::dsl::now)),
     )
     .set(connect_tickets::used_at.eq(Utc::now()))
-    .returning(connect_tickets::user_id)
+    .returning((connect_tickets::user_id, connect_tickets::login_session_id))
     .get_result(conn)
     .await
     .optional()?)

@@ -70,6 +70,14 @@ struct Delta {
 struct StreamEnded {
     id: Uuid,
     stopped: bool,
+    /// Earlier attempts to commit the end (it is retried until it commits).
+    attempt: u32,
+}
+
+/// How long to wait before committing the end of a reply again after `attempt` failures:
+/// 0.5 s, doubling, at most 30 s.
+fn end_retry_delay(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6)).min(30_000))
 }
 
 /// A chunk of a reply generated on another node.
@@ -288,7 +296,7 @@ impl Handler<StartGeneration> for LiveSession {
                 loop {
                     tokio::select! {
                         _ = &mut cancel_rx => {
-                            me.do_send(StreamEnded { id, stopped: true });
+                            me.do_send(StreamEnded { id, stopped: true, attempt: 0 });
                             return;
                         }
                         item = stream.next() => match item {
@@ -296,12 +304,12 @@ impl Handler<StartGeneration> for LiveSession {
                                 let failed = event.is_err();
                                 me.do_send(Delta { id, event: event.map_err(|e| e.to_string()) });
                                 if failed {
-                                    me.do_send(StreamEnded { id, stopped: false });
+                                    me.do_send(StreamEnded { id, stopped: false, attempt: 0 });
                                     return;
                                 }
                             }
                             None => {
-                                me.do_send(StreamEnded { id, stopped: false });
+                                me.do_send(StreamEnded { id, stopped: false, attempt: 0 });
                                 return;
                             }
                         }
@@ -368,7 +376,18 @@ impl Handler<StreamEnded> for LiveSession {
                 committed.publish_to(|events| act.accept(events, ctx));
                 act.schedule_idle_stop(ctx);
             }
-            Err(err) => tracing::error!(error = %err, message = %id, "could not commit the end of an AI reply"),
+            Err(err) => {
+                // Left alone, the reply would stay `streaming` for everyone, with its node alive
+                // (no lease expiry ends it): the end is kept here and committed again later.
+                let delay = end_retry_delay(msg.attempt);
+                tracing::warn!(error = %err, message = %id, ?delay, "could not commit the end of an AI reply; retrying");
+                let again = StreamEnded {
+                    id,
+                    stopped: msg.stopped,
+                    attempt: msg.attempt + 1,
+                };
+                ctx.notify_later(again, delay);
+            }
         }));
     }
 }

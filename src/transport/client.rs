@@ -31,6 +31,9 @@ pub struct Outbound {
     queued: AtomicUsize,
     limit: usize,
     slow: AtomicBool,
+    /// Room granted beyond `limit` for a frame larger than the limit itself (a document's
+    /// whole state when it is opened); given back as the writer drains.
+    grace: AtomicUsize,
 }
 
 impl Outbound {
@@ -39,6 +42,7 @@ impl Outbound {
             queued: AtomicUsize::new(0),
             limit,
             slow: AtomicBool::new(false),
+            grace: AtomicUsize::new(0),
         })
     }
 
@@ -48,17 +52,30 @@ impl Outbound {
         if self.slow.load(Ordering::Relaxed) {
             return Err(false);
         }
-        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > self.limit {
+        let limit = self.limit + self.grace.load(Ordering::Relaxed);
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
             return Err(!self.slow.swap(true, Ordering::Relaxed));
         }
         Ok(())
     }
 
+    /// Reserves room for one frame that may be larger than the whole limit: the state a
+    /// client needs before anything else (y-websocket sync step 2). Refusing it would make a
+    /// large document impossible to open; it is let through once, and the frames behind it
+    /// get the room it takes until the writer has sent it (memory stays within the limit
+    /// plus that one frame).
+    pub fn reserve_whole(&self, bytes: usize) -> Result<(), bool> {
+        if bytes > self.limit / 2 {
+            self.grace.fetch_add(bytes, Ordering::Relaxed);
+        }
+        self.reserve(bytes)
+    }
+
     /// The socket writer took `bytes`.
     pub fn release(&self, bytes: usize) {
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(bytes)));
+        for counter in [&self.queued, &self.grace] {
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(bytes)));
+        }
     }
 }
 
@@ -92,6 +109,16 @@ impl ClientHandle {
             None | Some(Ok(())) => self.recipient.do_send(msg),
             Some(Err(true)) => self.recipient.do_send(ToClient::Slow),
             Some(Err(false)) => {}
+        }
+    }
+
+    /// Enqueues the one binary frame a client needs first, however large
+    /// ([`Outbound::reserve_whole`]).
+    pub fn send_whole(&self, bytes: bytes::Bytes) {
+        match self.outbound.reserve_whole(wire_size(bytes.len())) {
+            Ok(()) => self.recipient.do_send(ToClient::Binary(bytes)),
+            Err(true) => self.recipient.do_send(ToClient::Slow),
+            Err(false) => {}
         }
     }
 

@@ -213,7 +213,8 @@ pub async fn create_invitation(call: Call, path: Path<Uuid>, body: Json<CreateIn
     if mailer.enabled {
         mailer.wake();
     } else {
-        tracing::info!(invitation_id = %invitation.id, email = %invitation.email, %link, "SMTP not configured; invitation link");
+        // The link holds the invitation secret: it is in the response, never in the log.
+        tracing::info!(invitation_id = %invitation.id, "SMTP not configured; the invitation link is only in the response");
     }
     let email_queued = mailer.enabled;
     Ok(HttpResponse::Created().json(CreatedInvitation {

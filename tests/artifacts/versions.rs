@@ -422,7 +422,12 @@ async fn a_json_watcher_who_loses_access_is_cut_off() {
 
 #[actix_web::test]
 async fn the_update_log_is_compacted_into_a_snapshot_and_still_loads() {
-    let app = spawn_app_with(|c| c.ws_frames_per_second = 10_000).await;
+    let app = spawn_app_with(|c| {
+        c.ws_frames_per_second = 10_000;
+        // 260 edits as fast as the client can send them.
+        c.ws_artifact_frames_per_second = 10_000;
+    })
+    .await;
     let owner = app.register("owner").await;
     let ws = app.create_workspace(&owner, "Docs").await;
     let id = artifact(&app, &owner, ws, "").await;

@@ -12,6 +12,8 @@ pub const LEASE_MS: u64 = 1500;
 pub struct Node {
     pub api: Api,
     child: Child,
+    /// Every line the node wrote to standard output (its log included).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl std::ops::Deref for Node {
@@ -41,9 +43,15 @@ impl Node {
                 "4096",
                 "--ws-frames-per-second",
                 "1000",
-                "--log",
-                "warn",
+                "--ws-artifact-frames-per-second",
+                "1000",
             ])
+            // Quiet unless the test asks for a log level of its own.
+            .args(if extra.contains(&"--log") {
+                &[][..]
+            } else {
+                &["--log", "warn"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -62,10 +70,17 @@ impl Node {
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Node {
             api: Api::new(port),
             child,
+            log,
         }
     }
 

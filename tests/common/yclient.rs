@@ -41,11 +41,12 @@ impl Api {
     pub async fn yclient(&self, user: &User, artifact: Uuid, access: &str) -> YClient {
         let (status, body) = self.artifact_token(user, artifact, access).await;
         assert_eq!(status, 201, "{body}");
-        let url = format!(
-            "ws://127.0.0.1:{}/ws/artifacts/{artifact}?token={}",
-            self.port,
-            body["token"].as_str().unwrap()
-        );
+        self.yclient_with(artifact, body["token"].as_str().unwrap()).await
+    }
+
+    /// Connects a Rust Yjs client with a given connect token and waits for the initial sync.
+    pub async fn yclient_with(&self, artifact: Uuid, token: &str) -> YClient {
+        let url = format!("ws://127.0.0.1:{}/ws/artifacts/{artifact}?token={token}", self.port);
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("artifact socket connects");

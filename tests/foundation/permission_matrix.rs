@@ -433,6 +433,49 @@ fn endpoints() -> Vec<Endpoint> {
         },
         Endpoint {
             method: Method::POST,
+            template: "/api/admin/users/{id}/disable",
+            needs: ServerAdmin,
+            request: |f| (format!("/api/admin/users/{}/disable", f.target.id), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/admin/users/{id}/enable",
+            needs: ServerAdmin,
+            request: |f| (format!("/api/admin/users/{}/enable", f.target.id), None),
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/artifact-tokens",
+            needs: Account,
+            request: |_| ("/api/artifact-tokens".into(), None),
+        },
+        Endpoint {
+            method: Method::DELETE,
+            template: "/api/artifact-tokens",
+            needs: Account,
+            request: |_| ("/api/artifact-tokens".into(), None),
+        },
+        // Someone else's token (the founder's would be found only by its owner): not found
+        // for everyone, whatever their role.
+        Endpoint {
+            method: Method::DELETE,
+            template: "/api/artifact-tokens/{id}",
+            needs: Account,
+            request: |_| (format!("/api/artifact-tokens/{}", Uuid::new_v4()), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/artifact-tokens/revoke",
+            needs: Account,
+            request: |_| {
+                (
+                    "/api/artifact-tokens/revoke".into(),
+                    Some(json!({ "token": "bca_not-yours" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::POST,
             template: "/api/ws-tickets",
             needs: Account,
             request: |_| ("/api/ws-tickets".into(), None),
@@ -575,7 +618,12 @@ async fn every_workspace_endpoint_by_every_role() {
             let label = format!("{} {} as {role}", endpoint.method, endpoint.template);
             match endpoint.needs {
                 // Accepting a forged invitation is refused for everyone, but not for lack of a role.
-                Needs::Account if endpoint.template == "/api/invitations/accept" => {
+                Needs::Account
+                    if matches!(
+                        endpoint.template,
+                        "/api/invitations/accept" | "/api/artifact-tokens/{id}" | "/api/artifact-tokens/revoke"
+                    ) =>
+                {
                     assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {response}")
                 }
                 _ if allowed => assert!(

@@ -1,0 +1,10 @@
+DROP INDEX IF EXISTS email_outbox_sent_idx;
+DROP INDEX IF EXISTS user_sessions_expires_idx;
+ALTER TABLE users DROP COLUMN disabled_at;
+DROP INDEX IF EXISTS connect_tickets_expires_idx;
+DROP INDEX IF EXISTS connect_tickets_session_idx;
+ALTER TABLE connect_tickets DROP COLUMN login_session_id;
+DROP INDEX IF EXISTS artifact_tokens_expires_idx;
+DROP INDEX IF EXISTS artifact_tokens_session_idx;
+DROP INDEX IF EXISTS artifact_tokens_user_idx;
+ALTER TABLE artifact_tokens DROP COLUMN created_at, DROP COLUMN login_session_id, DROP COLUMN id;
