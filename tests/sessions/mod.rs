@@ -4,4 +4,5 @@
 mod connection;
 mod live;
 mod presence;
+mod replay;
 mod rest;
