@@ -262,7 +262,7 @@ impl ReplayGate {
         }
     }
 
-    /// Replays running or queued for `user_id` (for tests and operators).
+    /// Users with a replay running or queued on this node.
     pub fn users_tracked(&self) -> usize {
         self.users.lock().expect("replay gate lock").len()
     }
