@@ -120,14 +120,19 @@ pub fn spawn_heartbeat(beat: Heartbeat) {
         shutting_down,
         database_url,
     } = beat;
+    // The keeper ends with the reaper task: at shutdown, or when the server's runtime is
+    // gone (an embedded server, a test), so that no thread outlives its server.
+    let (reaper_alive, server_gone) = tokio::sync::oneshot::channel::<()>();
     spawn_lease_keeper(LeaseKeeper {
         bus: hub.bus.clone(),
         config: config.clone(),
         connections,
         shutting_down: shutting_down.clone(),
         database_url,
+        server_gone,
     });
     tokio::spawn(async move {
+        let _alive = reaper_alive;
         let mut tick = tokio::time::interval(config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -159,6 +164,8 @@ struct LeaseKeeper {
     connections: Arc<Connections>,
     shutting_down: Arc<AtomicBool>,
     database_url: String,
+    /// Resolves (with an error) when the reaper task has ended.
+    server_gone: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Renews the lease on a dedicated OS thread with its own single-threaded runtime and its
@@ -178,7 +185,7 @@ fn spawn_lease_keeper(keeper: LeaseKeeper) {
 }
 
 impl LeaseKeeper {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut conn: Option<AsyncPgConnection> = None;
         // One attempt may take at most this long; then the connection is dropped and
         // reopened, well before the lease runs out.
@@ -186,7 +193,10 @@ impl LeaseKeeper {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut self.server_gone => return,
+            }
             if AtomicBool::load(&self.shutting_down, Ordering::Relaxed) {
                 return;
             }

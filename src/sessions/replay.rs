@@ -229,7 +229,6 @@ pub struct ReplayGate {
 pub struct ReplayPermit {
     _node: OwnedSemaphorePermit,
     user: Option<OwnedSemaphorePermit>,
-    user_id: Uuid,
     gate: Arc<ReplayGate>,
 }
 
@@ -257,7 +256,6 @@ impl ReplayGate {
         ReplayPermit {
             _node: node,
             user: Some(user),
-            user_id,
             gate: self,
         }
     }
@@ -271,14 +269,14 @@ impl ReplayGate {
 impl Drop for ReplayPermit {
     fn drop(&mut self) {
         drop(self.user.take());
-        // Forget a user with nobody replaying or waiting (the map holds the only handle).
-        let mut users = self.gate.users.lock().expect("replay gate lock");
-        if let Some(slots) = users.get(&self.user_id)
-            && Arc::strong_count(slots) == 1
-            && slots.available_permits() == self.gate.per_user
-        {
-            users.remove(&self.user_id);
-        }
+        // Forget users with nobody replaying or waiting: then the map holds the only handle
+        // (a permit and a waiter each hold one). This also sweeps the users whose waiters
+        // were cancelled (their sockets left while queued).
+        self.gate
+            .users
+            .lock()
+            .expect("replay gate lock")
+            .retain(|_, slots| Arc::strong_count(slots) > 1);
     }
 }
 
@@ -313,6 +311,12 @@ mod tests {
         drop(first);
         drop(cids);
         let second = second.await.unwrap();
+        // A queued replay whose socket left (Ann's third, behind her second) is forgotten too.
+        let cancelled = tokio::spawn(gate.clone().enter(ann));
+        tokio::task::yield_now().await;
+        assert!(!cancelled.is_finished());
+        cancelled.abort();
+        let _ = cancelled.await;
         drop(second);
         assert_eq!(gate.users_tracked(), 0, "idle users are forgotten");
     }

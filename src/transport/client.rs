@@ -153,3 +153,32 @@ impl ClientHandle {
         self.do_send(ToClient::Frame(frame));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bulk_sender_waits_for_the_socket_to_drain() {
+        let out = Outbound::new(1000);
+        out.reserve(800).unwrap();
+        let waiter = {
+            let out = out.clone();
+            tokio::spawn(async move { out.drained_to(300).await })
+        };
+        tokio::task::yield_now().await;
+        out.release(400);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "400 queued is still above 300");
+        out.release(100);
+        assert!(waiter.await.unwrap(), "drained to 300");
+        // A connection that ends releases its waiters with `false`.
+        let waiter = {
+            let out = out.clone();
+            tokio::spawn(async move { out.drained_to(0).await })
+        };
+        tokio::task::yield_now().await;
+        out.close();
+        assert!(!waiter.await.unwrap());
+    }
+}
