@@ -140,8 +140,9 @@ impl LiveSession {
         replay.task = None;
         let page = match result {
             Ok(Step::Turn(permit)) => {
+                // Nothing is sent on a turn alone: the next step waits for credit first.
                 replay.permit = Some(permit);
-                None
+                return self.replay_step(conn, serial, ctx);
             }
             Ok(Step::Drained(page)) => page,
             Ok(Step::Stalled) => {
