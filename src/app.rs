@@ -164,6 +164,7 @@ impl Application {
             config: state.node.clone(),
             connections: state.connections.clone(),
             shutting_down: state.shutting_down.clone(),
+            database_url: state.config.database_url.clone(),
         });
         crate::cluster::listener::spawn(
             state.hub.clone(),

@@ -117,6 +117,15 @@ pub struct Config {
     #[arg(long, env = "SESSION_IDLE_MS", default_value_t = 30_000)]
     pub session_idle_ms: u64,
 
+    /// Replays of missed events (a `subscribe` with `after_seq` more than a page behind)
+    /// running at once on this node; more wait their turn.
+    #[arg(long, env = "REPLAYS_PER_NODE", default_value_t = 8)]
+    pub replays_per_node: usize,
+
+    /// Replays running at once for one user on this node; their further sockets wait.
+    #[arg(long, env = "REPLAYS_PER_USER", default_value_t = 2)]
+    pub replays_per_user: usize,
+
     /// A typing indicator expires after this long without a refresh, in milliseconds.
     #[arg(long, env = "TYPING_TTL_MS", default_value_t = 5_000)]
     pub typing_ttl_ms: u64,

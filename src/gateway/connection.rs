@@ -282,6 +282,8 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Whoever waits for this connection to drain (a replay) stops waiting.
+        self.outbound.close();
         for sub in self.subscriptions.values() {
             sub.link.leave.do_send(Leave { conn: self.id });
         }

@@ -1,8 +1,8 @@
 //! The `LiveSession` actor: one per chat session per node that has subscribers. It orders
 //! committed events by seq (deduping, filling gaps from the log), replays what a
-//! subscriber missed, fans out to local connections, and keeps presence and typing
-//! (`presence.rs`). Writes go to the group-commit writer (`writer.rs`); acks are sent only
-//! after commit.
+//! subscriber missed a page at a time (`replay.rs`), fans out to local connections, and
+//! keeps presence and typing (`presence.rs`). Writes go to the group-commit writer
+//! (`writer.rs`); acks are sent only after commit.
 
 use crate::ai::Ai;
 use crate::cluster::Bus;
@@ -17,6 +17,7 @@ use crate::sessions::ai::{ControlGeneration, Reply};
 use crate::sessions::presence::{PresenceEntry, TypingEntry};
 use crate::sessions::protocol::SessionAction;
 use crate::sessions::registry::LiveSessions;
+use crate::sessions::replay::Replay;
 use crate::sessions::store::Action;
 use crate::sessions::writer::{SessionWriter, WriteJob};
 use crate::transport::frames::{GenerationView, LiveState};
@@ -48,18 +49,23 @@ pub struct LiveConfig {
     pub max_batch: usize,
 }
 
-enum SubState {
-    /// Authorizing and replaying; live events wait here.
-    CatchingUp(Vec<Arc<SharedEvent>>),
+pub(super) enum SubState {
+    /// Authorizing: nothing was sent yet.
+    Joining,
+    /// `subscribed` was sent; the missed events are read from the log a page at a time.
+    /// Live events are not kept for it: the replay reads on until it reaches them.
+    Replaying(Replay),
     Live {
         last_sent: i64,
     },
 }
 
-struct Subscriber {
-    user_id: Uuid,
-    recipient: ClientHandle,
-    state: SubState,
+pub(super) struct Subscriber {
+    pub(super) user_id: Uuid,
+    pub(super) recipient: ClientHandle,
+    pub(super) state: SubState,
+    /// Tells this subscription from a later one of the same connection (a re-subscribe).
+    pub(super) serial: u64,
 }
 
 pub struct LiveSession {
@@ -71,7 +77,9 @@ pub struct LiveSession {
     pub(super) config: LiveConfig,
     /// Committed events in seq order: everything up to its last seq was fanned out.
     ordered: OrderedTopic<Event>,
-    subscribers: HashMap<ConnId, Subscriber>,
+    pub(super) subscribers: HashMap<ConnId, Subscriber>,
+    /// The serial of the next subscription.
+    next_serial: u64,
     /// Users connected through this node.
     pub(super) presence: HashMap<Uuid, PresenceEntry>,
     /// Users connected through other nodes, per node.
@@ -102,6 +110,7 @@ impl LiveSession {
             ordered: OrderedTopic::new(config.gap_timeout),
             config,
             subscribers: HashMap::new(),
+            next_serial: 0,
             presence: HashMap::new(),
             remote: HashMap::new(),
             typing: HashMap::new(),
@@ -114,10 +123,11 @@ impl LiveSession {
         }
     }
 
-    /// Sends a frame to every live subscriber except those of `except_user`.
+    /// Sends an ephemeral frame (presence, typing, reply chunks) to every subscriber that
+    /// got its `subscribed` (live or still replaying), except those of `except_user`.
     pub(super) fn broadcast(&self, frame: &ByteString, except_user: Option<Uuid>) {
         for sub in self.subscribers.values() {
-            if matches!(sub.state, SubState::Live { .. }) && Some(sub.user_id) != except_user {
+            if !matches!(sub.state, SubState::Joining) && Some(sub.user_id) != except_user {
                 sub.recipient.do_send(ToClient::Frame(frame.clone()));
             }
         }
@@ -125,14 +135,12 @@ impl LiveSession {
 
     fn fan_out(&mut self, event: &Arc<SharedEvent>) {
         for sub in self.subscribers.values_mut() {
-            match &mut sub.state {
-                SubState::CatchingUp(buffer) => buffer.push(event.clone()),
-                SubState::Live { last_sent } => {
-                    if event.seq > *last_sent {
-                        *last_sent = event.seq;
-                        sub.recipient.do_send(ToClient::Frame(event.frame.clone()));
-                    }
-                }
+            // A replaying subscriber reads this event from the log when it gets there.
+            if let SubState::Live { last_sent } = &mut sub.state
+                && event.seq > *last_sent
+            {
+                *last_sent = event.seq;
+                sub.recipient.do_send(ToClient::Frame(event.frame.clone()));
             }
         }
     }
@@ -189,12 +197,17 @@ impl LiveSession {
         }
     }
 
-    fn remove_subscriber(&mut self, conn_id: ConnId, ctx: &mut Context<Self>) {
+    pub(super) fn remove_subscriber(&mut self, conn_id: ConnId, ctx: &mut Context<Self>) {
         let Some(sub) = self.subscribers.remove(&conn_id) else {
             return;
         };
-        if matches!(sub.state, SubState::Live { .. }) {
-            self.local_leave(sub.user_id, ctx);
+        match sub.state {
+            SubState::Joining => {}
+            SubState::Replaying(replay) => {
+                replay.cancel(ctx);
+                self.local_leave(sub.user_id, ctx);
+            }
+            SubState::Live { .. } => self.local_leave(sub.user_id, ctx),
         }
         self.schedule_idle_stop(ctx);
     }
@@ -218,22 +231,25 @@ impl LiveSession {
             .map(|s| s.user_id)
     }
 
-    /// Finishes a subscribe once authorized and loaded: `subscribed`, the replay, the
-    /// events buffered meanwhile, `caught_up`; then the subscriber is live.
-    fn complete_subscribe(
+    /// Starts a subscriber once authorized: `subscribed` (with the live state), then the
+    /// paged replay of what it missed, which ends with `caught_up` (`replay.rs`).
+    fn start_subscriber(
         &mut self,
         msg: &Subscription,
+        serial: u64,
         head: i64,
-        replay: Vec<Event>,
         checkpoints: Vec<(Uuid, String, String)>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(sub) = self.subscribers.get_mut(&msg.conn) else {
+        if !self
+            .subscribers
+            .get(&msg.conn)
+            .is_some_and(|s| s.serial == serial && matches!(s.state, SubState::Joining))
+        {
             return;
-        };
-        let SubState::CatchingUp(buffered) = std::mem::replace(&mut sub.state, SubState::Live { last_sent: 0 }) else {
-            return;
-        };
+        }
+        // What was fanned out here may be ahead of what the log said a moment ago.
+        let head = head.max(self.last_seq());
         let typing: Vec<Uuid> = self.typing.keys().copied().collect();
         let me = PresenceState {
             display_name: msg.display_name.clone(),
@@ -267,26 +283,11 @@ impl LiveSession {
             }),
         };
         msg.client.frame(subscribed.encode());
-        let mut last_sent = msg.after_seq.unwrap_or(head);
-        for event in replay.iter().map(SharedEvent::new).chain(buffered) {
-            if event.seq > last_sent {
-                last_sent = event.seq;
-                msg.client.do_send(ToClient::Frame(event.frame.clone()));
-            }
-        }
-        msg.client.frame(
-            ServerFrame::CaughtUp {
-                topic: &self.topic,
-                seq: last_sent,
-            }
-            .encode(),
-        );
         if let Some(sub) = self.subscribers.get_mut(&msg.conn) {
-            sub.state = SubState::Live { last_sent };
+            sub.state = SubState::Replaying(Replay::new(msg.after_seq.unwrap_or(head), head));
         }
         self.local_join(msg.user_id, &msg.display_name, ctx);
-        // Events the log had beyond what was fanned out here: take them in too.
-        self.accept(replay, ctx);
+        self.replay_step(msg.conn, serial, ctx);
     }
 
     fn start_writer(&mut self, ctx: &mut Context<Self>) {
@@ -365,12 +366,15 @@ impl Handler<Subscription> for LiveSession {
     fn handle(&mut self, msg: Subscription, ctx: &mut Self::Context) {
         // A re-subscribe of the same connection replaces the old subscription.
         self.remove_subscriber(msg.conn, ctx);
+        let serial = self.next_serial;
+        self.next_serial += 1;
         self.subscribers.insert(
             msg.conn,
             Subscriber {
                 user_id: msg.user_id,
                 recipient: msg.client.clone(),
-                state: SubState::CatchingUp(Vec::new()),
+                state: SubState::Joining,
+                serial,
             },
         );
         let (pool, topic, session_id, user_id) = (self.pool.clone(), self.topic.clone(), self.session_id, msg.user_id);
@@ -380,21 +384,20 @@ impl Handler<Subscription> for LiveSession {
             session_access(&mut conn, session_id, user_id).await?;
             let head = events::last_seq(&mut conn, &topic).await?;
             let checkpoints = crate::ai::generation::streaming(&mut conn, session_id).await?;
-            let replay = match after_seq {
-                Some(after) if after > head => {
-                    return Err(AppError::validation(format!(
-                        "`after_seq` {after} is ahead of the session (at {head})"
-                    )));
-                }
-                Some(after) => events::all_after(&mut conn, &topic, after).await?,
-                None => Vec::new(),
-            };
-            Ok((head, replay, checkpoints))
+            if let Some(after) = after_seq
+                && after > head
+            {
+                return Err(AppError::validation(format!(
+                    "`after_seq` {after} is ahead of the session (at {head})"
+                )));
+            }
+            Ok((head, checkpoints))
         };
         ctx.spawn(load.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((head, replay, checkpoints)) => act.complete_subscribe(&msg, head, replay, checkpoints, ctx),
+            Ok((head, checkpoints)) => act.start_subscriber(&msg, serial, head, checkpoints, ctx),
             Err(err) => {
-                if act.subscribers.remove(&msg.conn).is_some() {
+                if act.subscribers.get(&msg.conn).is_some_and(|s| s.serial == serial) {
+                    act.subscribers.remove(&msg.conn);
                     msg.client
                         .frame(error_frame(msg.reference.as_deref(), Some(&act.topic), &err));
                     msg.client.do_send(ToClient::Dropped {

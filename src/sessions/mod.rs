@@ -12,6 +12,7 @@ pub mod live;
 pub mod presence;
 pub mod protocol;
 pub mod registry;
+pub mod replay;
 pub mod store;
 pub mod writer;
 

@@ -15,6 +15,7 @@ use crate::sessions::ai::{CancelGeneration, RemoteChunk};
 use crate::sessions::live::{LiveConfig, LiveSession, RemotePresence, RemoteTyping};
 use crate::sessions::protocol::PresenceState;
 use crate::sessions::protocol::{ACTIONS, SessionAction, SessionEphemeral};
+use crate::sessions::replay::{ReplayConfig, ReplayGate};
 use crate::transport::{NodeId, Topic};
 use actix::{Actor, Addr};
 use diesel::prelude::*;
@@ -39,6 +40,9 @@ pub struct LiveSessions {
     hub: Weak<Hub>,
     ai: Arc<Ai>,
     config: LiveConfig,
+    replay: ReplayConfig,
+    /// Bounds the replays running at once, per node and per user.
+    gate: Arc<ReplayGate>,
     actors: Directory<LiveSession>,
 }
 
@@ -46,7 +50,14 @@ impl LiveSessions {
     /// The room, built by the hub (`sessions::FEATURE`).
     pub fn build(ctx: &RoomContext) -> anyhow::Result<Arc<dyn Room>> {
         let config = ctx.config;
+        let replay = ReplayConfig {
+            per_node: config.replays_per_node,
+            per_user: config.replays_per_user,
+            stall_timeout: Duration::from_millis(config.ws_client_timeout_ms),
+        };
         Ok(Arc::new(Self {
+            gate: ReplayGate::new(&replay),
+            replay,
             pool: ctx.pool.clone(),
             bus: ctx.bus.clone(),
             hub: ctx.hub.clone(),
@@ -72,6 +83,15 @@ impl LiveSessions {
 
     pub fn ai(&self) -> &Arc<Ai> {
         &self.ai
+    }
+
+    /// The node's replay gate (per node and per user).
+    pub fn replay_gate(&self) -> Arc<ReplayGate> {
+        self.gate.clone()
+    }
+
+    pub fn replay_config(&self) -> &ReplayConfig {
+        &self.replay
     }
 
     /// The hub this room is registered in (alive as long as the server).

@@ -1,11 +1,13 @@
 //! How rooms reach a WebSocket connection: a `ClientHandle` (an actor recipient plus the
 //! connection's bounded outbound queue). A frame that would overflow the queue closes the
-//! connection with `slow_consumer` instead of being dropped (DESIGN principle 10).
+//! connection with `slow_consumer` instead of being dropped (DESIGN principle 10). A sender
+//! with much to send (a replay) waits for the queue to drain instead ([`Outbound::drained_to`]).
 
 use actix::prelude::*;
 use bytestring::ByteString;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use tokio::sync::Notify;
 
 /// What a room sends to a connection.
 #[derive(Message, Clone)]
@@ -34,6 +36,12 @@ pub struct Outbound {
     /// Room granted beyond `limit` for a frame larger than the limit itself (a document's
     /// whole state when it is opened); given back as the writer drains.
     grace: AtomicUsize,
+    /// The connection is gone (or cut off): nothing it is sent will be read.
+    closed: AtomicBool,
+    /// Woken when the socket writer takes bytes or the connection closes.
+    drained: Notify,
+    /// Whether anyone waits on `drained` (spares the lock on every frame otherwise).
+    waiting: AtomicUsize,
 }
 
 impl Outbound {
@@ -43,7 +51,47 @@ impl Outbound {
             limit,
             slow: AtomicBool::new(false),
             grace: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            drained: Notify::new(),
+            waiting: AtomicUsize::new(0),
         })
+    }
+
+    /// Bytes queued and not yet taken by the socket writer.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes the queue holds before the connection is cut off.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The connection ended (or was cut off as slow): wake whoever waits for it to drain.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until at most `level` bytes are queued: the credit a bulk sender (a replay)
+    /// needs before it sends its next page. False when the connection ended or was cut
+    /// off meanwhile (nothing more should be sent).
+    pub async fn drained_to(&self, level: usize) -> bool {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let open = loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) || self.slow.load(Ordering::SeqCst) {
+                break false;
+            }
+            if self.queued.load(Ordering::SeqCst) <= level {
+                break true;
+            }
+            notified.await;
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        open
     }
 
     /// Reserves room for `bytes`; `Err(true)` the first time the limit is crossed (the
@@ -52,9 +100,11 @@ impl Outbound {
         if self.slow.load(Ordering::Relaxed) {
             return Err(false);
         }
-        let limit = self.limit + self.grace.load(Ordering::Relaxed);
-        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
-            return Err(!self.slow.swap(true, Ordering::Relaxed));
+        let limit = self.limit + self.grace.load(Ordering::SeqCst);
+        if self.queued.fetch_add(bytes, Ordering::SeqCst) + bytes > limit {
+            let first = !self.slow.swap(true, Ordering::SeqCst);
+            self.drained.notify_waiters();
+            return Err(first);
         }
         Ok(())
     }
@@ -74,7 +124,10 @@ impl Outbound {
     /// The socket writer took `bytes`.
     pub fn release(&self, bytes: usize) {
         for counter in [&self.queued, &self.grace] {
-            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(bytes)));
+            let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| Some(q.saturating_sub(bytes)));
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.drained.notify_waiters();
         }
     }
 }
@@ -125,5 +178,34 @@ impl ClientHandle {
     /// Enqueues a text frame.
     pub fn frame(&self, frame: ByteString) {
         self.do_send(ToClient::Frame(frame));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bulk_sender_waits_for_the_socket_to_drain() {
+        let out = Outbound::new(1000);
+        out.reserve(800).unwrap();
+        let waiter = {
+            let out = out.clone();
+            tokio::spawn(async move { out.drained_to(300).await })
+        };
+        tokio::task::yield_now().await;
+        out.release(400);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "400 queued is still above 300");
+        out.release(100);
+        assert!(waiter.await.unwrap(), "drained to 300");
+        // A connection that ends releases its waiters with `false`.
+        let waiter = {
+            let out = out.clone();
+            tokio::spawn(async move { out.drained_to(0).await })
+        };
+        tokio::task::yield_now().await;
+        out.close();
+        assert!(!waiter.await.unwrap());
     }
 }

@@ -3,6 +3,7 @@
 //! nothing acknowledged is lost or doubled.
 
 mod clock;
+mod lease;
 
 use crate::common::cluster::{LEASE_MS, Node};
 use crate::common::ws::{Ended, WsClient};

@@ -5,4 +5,5 @@ mod bad_input;
 mod connection;
 mod live;
 mod presence;
+mod replay;
 mod rest;
