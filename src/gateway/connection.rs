@@ -29,6 +29,16 @@ struct Subscribed {
     link: Link,
 }
 
+/// A subscribe still being authorized: actions sent for its topic meanwhile wait here and go
+/// to the room in order once it is linked (a client may pipeline `subscribe` and a write).
+struct Starting {
+    kind: &'static str,
+    queued: Vec<(Option<String>, Box<dyn std::any::Any + Send>)>,
+}
+
+/// Most actions held for one topic while its subscribe is being authorized.
+const MAX_QUEUED_WHILE_STARTING: usize = 32;
+
 pub struct Connection {
     id: ConnId,
     user_id: Uuid,
@@ -36,6 +46,7 @@ pub struct Connection {
     state: web::Data<AppState>,
     limits: WsLimits,
     subscriptions: HashMap<String, Subscribed>,
+    starting: HashMap<String, Starting>,
     last_heard: Instant,
     limiter: DefaultDirectRateLimiter,
     /// Bytes handed to the socket writer and not yet taken by it.
@@ -57,6 +68,7 @@ impl Connection {
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             limits,
             subscriptions: HashMap::new(),
+            starting: HashMap::new(),
             last_heard: Instant::now(),
             outbound,
             login_session: None,
@@ -159,7 +171,44 @@ impl Connection {
                 action,
                 reply: self.client(ctx),
             }),
-            None => self.error(ctx, reference.as_deref(), Some(&topic), not_subscribed()),
+            None => match self.starting.get_mut(&topic).filter(|s| s.kind == room.kind()) {
+                Some(starting) if starting.queued.len() < MAX_QUEUED_WHILE_STARTING => {
+                    starting.queued.push((reference, action));
+                }
+                Some(_) => {
+                    let err = AppError::new(
+                        ErrorCode::NotSubscribed,
+                        "too many frames for a topic whose subscribe is still starting; wait for `subscribed`",
+                    );
+                    self.error(ctx, reference.as_deref(), Some(&topic), err);
+                }
+                None => self.error(ctx, reference.as_deref(), Some(&topic), not_subscribed()),
+            },
+        }
+    }
+
+    /// The subscribe of `topic` ended: hand what was queued for it to the room, or answer
+    /// each with the subscribe's error.
+    fn flush_starting(&mut self, topic: &str, failed: Option<&AppError>, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(starting) = self.starting.remove(topic) else {
+            return;
+        };
+        let actions = self.subscriptions.get(topic).and_then(|s| s.link.actions.clone());
+        for (reference, action) in starting.queued {
+            match (&actions, failed) {
+                (Some(actions), None) => actions.do_send(TopicAction {
+                    conn: self.id,
+                    user_id: self.user_id,
+                    reference,
+                    action,
+                    reply: self.client(ctx),
+                }),
+                (_, Some(err)) => {
+                    let err = AppError::new(err.code, err.message.clone());
+                    self.error(ctx, reference.as_deref(), Some(topic), err);
+                }
+                (None, None) => self.error(ctx, reference.as_deref(), Some(topic), not_subscribed()),
+            }
         }
     }
 
@@ -216,6 +265,10 @@ impl Connection {
             return self.error(ctx, reference.as_deref(), Some(&topic), err);
         }
         let room = hub.room(parsed.kind).expect("parsed topics have a room").clone();
+        self.starting.entry(topic.clone()).or_insert_with(|| Starting {
+            kind: parsed.kind,
+            queued: Vec::new(),
+        });
         let sub = Subscription {
             conn: self.id,
             user_id: self.user_id,
@@ -235,9 +288,13 @@ impl Connection {
                                 link,
                             };
                             // A re-subscribe replaces the old link (the room replaced it too).
-                            act.subscriptions.insert(topic, subscribed);
+                            act.subscriptions.insert(topic.clone(), subscribed);
+                            act.flush_starting(&topic, None, ctx);
                         }
-                        Err(err) => act.error(ctx, reference.as_deref(), Some(&topic), err),
+                        Err(err) => {
+                            act.flush_starting(&topic, Some(&err), ctx);
+                            act.error(ctx, reference.as_deref(), Some(&topic), err);
+                        }
                     }
                 }),
         );

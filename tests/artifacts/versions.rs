@@ -202,15 +202,7 @@ async fn branches_merge_cleanly_or_report_every_conflict() {
         .await;
     assert_error(&again, reqwest::StatusCode::CONFLICT, "not_a_branch");
     // The body is what the OpenAPI document declares for the merge's 409.
-    let doc: serde_json::Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let declared = &doc["paths"]["/api/artifacts/{id}/merge"]["post"]["responses"]["409"]["content"]["application/json"]
         ["schema"]["$ref"];
     let schema = declared.as_str().unwrap().rsplit('/').next().unwrap();

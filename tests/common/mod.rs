@@ -221,6 +221,13 @@ impl std::ops::Deref for TestApp {
 }
 
 impl Api {
+    /// The served OpenAPI document.
+    pub async fn openapi(&self) -> Value {
+        let (status, doc) = self.call(Method::GET, "/api/openapi.json", None, None).await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        doc
+    }
+
     /// Sends a request; returns the status and the JSON body (`Null` when empty).
     pub async fn call(
         &self,

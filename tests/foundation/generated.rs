@@ -555,15 +555,7 @@ async fn generated_requests_get_no_5xx_and_only_declared_statuses() {
     let cases = env_or("GEN_CASES", 20);
     let rounds = env_or("GEN_ROUNDS", 2);
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let mut ops = operations(&doc);
     assert!(ops.len() > 40, "the document lists the API: {}", ops.len());
     let mut rng = Rng(seed);

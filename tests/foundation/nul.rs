@@ -285,15 +285,7 @@ async fn a_nul_in_every_text_input_of_every_operation_is_refused() {
     let app = spawn_app().await;
     let owner = app.register("owner").await;
     let ws = app.create_workspace(&owner, "Team").await;
-    let doc: serde_json::Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let db = app.db.client().await;
     let counts = || async {
         let mut counts = Vec::new();

@@ -566,15 +566,7 @@ fn endpoints() -> Vec<Endpoint> {
 #[actix_web::test]
 async fn every_openapi_operation_is_in_the_matrix() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/api/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {

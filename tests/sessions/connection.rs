@@ -385,3 +385,51 @@ fn sessions_running(app: &crate::common::TestApp) -> usize {
         .get::<bedda_collab::sessions::registry::LiveSessions>()
         .running()
 }
+
+#[actix_web::test]
+async fn a_write_pipelined_behind_its_subscribe_is_handled_once_the_subscription_is_linked() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let ws = app.create_workspace(&owner, "Team").await;
+    let outsider_ws = app.create_workspace(&owner, "Other").await;
+    let bob = app.add_member(&owner, ws, "bob", "editor").await;
+    let (_, topic) = app.create_session(&owner, ws, "workspace").await;
+    let (_, hidden) = app.create_session(&owner, outsider_ws, "private").await;
+
+    // Subscribe and write without waiting: the write is acked, and the message is seen once.
+    let mut c = app.ws(&bob).await;
+    c.send(json!({ "type": "subscribe", "ref": "s", "topic": topic })).await;
+    c.send(json!({ "type": "send_message", "ref": "m", "topic": topic, "body": "first!" }))
+        .await;
+    let mut frames = Vec::new();
+    let first = |f: &serde_json::Value| f["type"] == "event" && f["data"]["message"]["body"] == "first!";
+    while !(frames.iter().any(|f: &serde_json::Value| f["ref"] == "m")
+        && frames.iter().any(|f| f["type"] == "caught_up")
+        && frames.iter().any(first))
+    {
+        frames.push(c.next().await);
+    }
+    let answer = frames.iter().find(|f| f["ref"] == "m").unwrap();
+    assert_eq!(answer["type"], "ack", "{frames:?}");
+    // Whether it came in the replay or live, the event arrives exactly once.
+    c.send(json!({ "type": "ping", "ref": "p" })).await;
+    frames.extend(c.until(|f| f["type"] == "pong").await);
+    assert_eq!(frames.iter().filter(|f| first(f)).count(), 1, "{frames:?}");
+
+    // Behind a subscribe that is refused, the write is refused too (with the subscribe's error,
+    // or `not_subscribed` once the refusal has ended the subscription), and nothing is written.
+    c.send(json!({ "type": "subscribe", "ref": "s2", "topic": hidden }))
+        .await;
+    c.send(json!({ "type": "send_message", "ref": "m2", "topic": hidden, "body": "sneaky" }))
+        .await;
+    let frames = c.until(|f| f["type"] == "error" && f["ref"] == "m2").await;
+    let code = &frames.last().unwrap()["code"];
+    assert!(code == "session_not_found" || code == "not_subscribed", "{frames:?}");
+    let db = app.db.client().await;
+    let sneaky: i64 = db
+        .query_one("SELECT count(*) FROM events WHERE data::text LIKE '%sneaky%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sneaky, 0);
+}
