@@ -4,6 +4,7 @@
 
 mod clock;
 mod lease;
+mod restart;
 
 use crate::common::cluster::{LEASE_MS, Node};
 use crate::common::ws::{Ended, WsClient};

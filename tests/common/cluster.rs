@@ -31,27 +31,34 @@ impl Node {
 
     /// Starts a node with extra environment variables too.
     pub async fn start_with_env(db: &TestDb, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        Self::start_on(&db.url, extra, env).await
+    }
+
+    /// Starts a node against any database URL (e.g. a Postgres of the test's own). A flag in
+    /// `extra` replaces the test default of the same name.
+    pub async fn start_on(database_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        let lease = LEASE_MS.to_string();
+        let defaults = [
+            ("--node-lease-ms", lease.as_str()),
+            ("--node-heartbeat-ms", "250"),
+            ("--argon2-memory-kib", "4096"),
+            ("--ws-frames-per-second", "1000"),
+            ("--ws-artifact-frames-per-second", "1000"),
+            // Quiet unless the test asks for a log level of its own.
+            ("--log", "warn"),
+        ];
         let mut child = Command::new(env!("CARGO_BIN_EXE_bedda-collab"))
             // Tests register many users from 127.0.0.1; a `--register-rate-per-address` flag
             // (tests/foundation/auth_limits.rs) overrides this.
             .env("REGISTER_RATE_PER_ADDRESS", "100000")
             .envs(env.iter().copied())
-            .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])
-            .args(["--node-lease-ms", &LEASE_MS.to_string(), "--node-heartbeat-ms", "250"])
-            .args([
-                "--argon2-memory-kib",
-                "4096",
-                "--ws-frames-per-second",
-                "1000",
-                "--ws-artifact-frames-per-second",
-                "1000",
-            ])
-            // Quiet unless the test asks for a log level of its own.
-            .args(if extra.contains(&"--log") {
-                &[][..]
-            } else {
-                &["--log", "warn"][..]
-            })
+            .args(["serve", "--bind", "127.0.0.1:0", "--database-url", database_url])
+            .args(
+                defaults
+                    .iter()
+                    .filter(|(flag, _)| !extra.contains(flag))
+                    .flat_map(|(flag, value)| [*flag, *value]),
+            )
             .args(extra)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
