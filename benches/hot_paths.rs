@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the hot paths (`cargo bench`): WebSocket frame encode/decode,
 //! fan-out of one event to N local subscribers (serialize once, share the bytes), applying
-//! a Yjs update, and the event-log insert (needs the local Postgres; skipped with a notice
-//! when it is not reachable). Results and their reading: docs/PERFORMANCE.md.
+//! a Yjs update, the event-log insert, and what a statement inside a commit costs raw
+//! against prepared once (those need the local Postgres; skipped with a notice when it is
+//! not reachable). Results and their reading: docs/PERFORMANCE.md.
 
 use bedda_collab::artifacts::store;
 use bedda_collab::events::{self, Event, SharedEvent};
@@ -182,6 +183,98 @@ fn event_log(c: &mut Criterion) {
             })
         },
     );
+    round_trips(c, &rt, &pool);
+}
+
+#[derive(diesel::QueryableByName)]
+struct LastSeq {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    last_seq: i64,
+}
+
+/// What one statement inside a commit costs: raw SQL (`diesel::sql_query`, prepared anew on
+/// every call: a Parse/Describe round trip, then the execution) against the same statement
+/// through the query builder (prepared once per connection, then one round trip). Both on one
+/// connection inside an open transaction that is rolled back at the end (the NOTIFYs are
+/// never delivered). The raw forms are what the seq reservation and `pg_notify` were before.
+fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime, pool: &bedda_collab::db::DbPool) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+    use std::time::Instant;
+    let topic = format!("session:{}", Uuid::new_v4());
+    let mut conn = rt.block_on(pool.get()).unwrap();
+    rt.block_on(diesel::sql_query("BEGIN").execute(&mut *conn)).unwrap();
+    // A topic per call: updating one row over and over in one transaction would lengthen its
+    // version chain and make whichever benchmark runs later look slower.
+    let mut n = 0u64;
+    let mut group = c.benchmark_group("statement in a commit");
+    group.bench_function("seq reservation, raw SQL (before)", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    n += 1;
+                    let row: LastSeq = diesel::sql_query(
+                        "INSERT INTO topics (topic, last_seq) VALUES ($1, $2) \
+                         ON CONFLICT (topic) DO UPDATE SET last_seq = topics.last_seq + EXCLUDED.last_seq \
+                         RETURNING last_seq",
+                    )
+                    .bind::<Text, _>(format!("{topic}:{n}"))
+                    .bind::<BigInt, _>(1)
+                    .get_result(&mut *conn)
+                    .await
+                    .unwrap();
+                    black_box(row.last_seq);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("seq reservation, query builder (events::reserve)", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    n += 1;
+                    black_box(events::reserve(&mut conn, &format!("{topic}:{n}"), 1).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let payload = r#"{"node":"00000000-0000-0000-0000-000000000000","topics":["session:x"]}"#;
+    group.bench_function("pg_notify, raw SQL (before)", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    diesel::sql_query("SELECT pg_notify($1, $2)")
+                        .bind::<Text, _>("bench")
+                        .bind::<Text, _>(payload)
+                        .execute(&mut *conn)
+                        .await
+                        .unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("pg_notify, query builder (Bus)", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    diesel::select(bedda_collab::cluster::bus::pg_notify("bench", payload))
+                        .execute(&mut *conn)
+                        .await
+                        .unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+    rt.block_on(diesel::sql_query("ROLLBACK").execute(&mut *conn)).unwrap();
 }
 
 criterion_group! {

@@ -17,6 +17,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+diesel::define_sql_function! {
+    /// Postgres's `pg_notify(channel, payload)`. It returns `void`; it is only executed.
+    /// Through the query builder each connection prepares it once (a raw `sql_query` is
+    /// prepared anew on every call: one more round trip inside every notifying commit).
+    fn pg_notify(channel: Text, payload: Text) -> Nullable<Text>;
+}
+
 pub const EVENTS_CHANNEL: &str = "collab_events";
 pub const EPHEMERAL_CHANNEL: &str = "collab_ephemeral";
 /// Postgres refuses NOTIFY payloads of 8000 bytes or more; stay clear of it.
@@ -115,9 +122,7 @@ impl Bus {
             return Ok(());
         }
         for payload in doorbells(self.node_id(), events) {
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<Text, _>(EVENTS_CHANNEL)
-                .bind::<Text, _>(payload)
+            diesel::select(pg_notify(EVENTS_CHANNEL, payload))
                 .execute(&mut *conn)
                 .await?;
         }
@@ -218,9 +223,7 @@ async fn ephemeral_sender(
             continue;
         };
         for payload in payloads {
-            let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<Text, _>(EPHEMERAL_CHANNEL)
-                .bind::<Text, _>(payload)
+            let sent = diesel::select(pg_notify(EPHEMERAL_CHANNEL, payload))
                 .execute(&mut conn)
                 .await;
             if let Err(err) = sent {

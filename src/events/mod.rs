@@ -13,7 +13,6 @@ use crate::db::schema::events;
 use crate::error::AppResult;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -70,25 +69,22 @@ mod tests {
     }
 }
 
-#[derive(QueryableByName)]
-struct LastSeq {
-    #[diesel(sql_type = BigInt)]
-    last_seq: i64,
-}
-
 /// Reserves `n` consecutive seqs on `topic` and returns the first. Locks the topic row
 /// until the transaction ends, so concurrent writers (on any node) queue up behind it.
+/// Built with the query builder (not raw SQL) so each connection prepares it once and
+/// reuses it: a raw `sql_query` is prepared anew on every call, one more round trip.
 pub async fn reserve(conn: &mut AsyncPgConnection, topic: &str, n: i64) -> AppResult<i64> {
-    let row: LastSeq = diesel::sql_query(
-        "INSERT INTO topics (topic, last_seq) VALUES ($1, $2) \
-         ON CONFLICT (topic) DO UPDATE SET last_seq = topics.last_seq + EXCLUDED.last_seq \
-         RETURNING last_seq",
-    )
-    .bind::<Text, _>(topic)
-    .bind::<BigInt, _>(n)
-    .get_result(conn)
-    .await?;
-    Ok(row.last_seq - n + 1)
+    use crate::db::schema::topics;
+    use diesel::upsert::excluded;
+    let last: i64 = diesel::insert_into(topics::table)
+        .values((topics::topic.eq(topic), topics::last_seq.eq(n)))
+        .on_conflict(topics::topic)
+        .do_update()
+        .set(topics::last_seq.eq(topics::last_seq + excluded(topics::last_seq)))
+        .returning(topics::last_seq)
+        .get_result(conn)
+        .await?;
+    Ok(last - n + 1)
 }
 
 /// A typed event payload's kind and data: the payload serializes adjacently tagged
