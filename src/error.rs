@@ -178,7 +178,8 @@ impl AppError {
                 _ => "internal server error".to_owned(),
             }
         } else {
-            self.message.to_string()
+            // Quoted input is cut short here, once for REST and WebSocket (issue 11).
+            crate::validate::bound_quotes(&self.message).into_owned()
         };
         ErrorBody {
             code: self.code.as_str(),
