@@ -1,7 +1,8 @@
 //! One reply owed per question at a time, and a bounded number of tries to start it:
 //! two `regenerate`s of one reply sent at once through two nodes start one reply (the
 //! other gets `generation_in_progress`), and a reply whose start keeps failing ends
-//! `failed` for everyone after `--ai-start-attempts` tries instead of being retried forever.
+//! `failed` for everyone after `--ai-start-attempts` tries instead of being retried forever;
+//! and a heartbeat with nothing to adopt only reads `ai_requests`.
 
 use super::durable::{assistant_created, count, created, fake_flags, fence, message_id, reply_to};
 use crate::common::cluster::Node;
@@ -125,4 +126,54 @@ async fn a_reply_whose_start_keeps_failing_ends_failed_after_the_attempt_cap() {
     assert_eq!(tries, 3, "tried exactly --ai-start-attempts times");
     assert_eq!(app.count("ai_requests").await, 0, "nothing is owed any more");
     assert!(fake.requests.lock().unwrap().is_empty(), "the model was never asked");
+}
+
+/// Scans of `ai_requests` so far (what each heartbeat's look at it counts).
+async fn scans(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT (coalesce(seq_scan, 0) + coalesce(idx_scan, 0))::bigint FROM pg_stat_user_tables \
+         WHERE relname = 'ai_requests'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[actix_web::test]
+async fn a_heartbeat_with_nothing_to_adopt_only_reads() {
+    let app = spawn_app_with(|c| c.node_heartbeat_ms = 100).await;
+    // A lock that lets reads through and holds writes back (as `CREATE INDEX` takes).
+    let locker = app.db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE ai_requests IN SHARE MODE")
+        .await
+        .unwrap();
+    // Fence: heartbeats keep looking at the table while the lock is held...
+    let admin = app.db.client().await;
+    let before = scans(&admin).await;
+    let mut now = before;
+    for _ in 0..200 {
+        if now >= before + 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        now = scans(&admin).await;
+    }
+    assert!(
+        now >= before + 3,
+        "heartbeats read ai_requests under the lock ({before} → {now})"
+    );
+    // ...and none of them is stuck behind it with a write.
+    let waiting: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query ILIKE '%ai_requests%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0, "no heartbeat waits to write ai_requests");
+    locker.batch_execute("COMMIT").await.unwrap();
 }
