@@ -205,6 +205,16 @@ pub struct Config {
     #[arg(long, env = "AI_START_DELAY_MS", default_value_t = 0, hide = true)]
     pub ai_start_delay_ms: u64,
 
+    /// Tries of an AI reply's start (the first, then one per heartbeat that takes it up
+    /// again) before the reply ends `failed` for everyone in the session.
+    #[arg(long, env = "AI_START_ATTEMPTS", default_value_t = 3)]
+    pub ai_start_attempts: u32,
+
+    /// For tests: how long an AI reply its node has not started waits before that node's
+    /// heartbeat tries it again, in milliseconds.
+    #[arg(long, env = "AI_RETRY_AFTER_MS", default_value_t = 30_000, hide = true)]
+    pub ai_retry_after_ms: u64,
+
     /// How often the cluster's janitor runs, in milliseconds (one node at a time, under a
     /// Postgres advisory lock): it prunes expired connect tickets, artifact tokens and login
     /// sessions, and sent mail past `--outbox-retention-hours`.

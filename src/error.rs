@@ -108,6 +108,8 @@ codes! {
     NotABranch => ("not_a_branch", 409, 4409),
     /// The AI reply has already ended (it cannot be stopped).
     GenerationEnded => ("generation_ended", 409, 4409),
+    /// A reply to this question is already owed or streaming (a second `regenerate`).
+    GenerationInProgress => ("generation_in_progress", 409, 4409),
     /// Too many attempts; retry later.
     RateLimited => ("rate_limited", 429, 4429),
     /// The database is unreachable or overloaded.
@@ -176,7 +178,8 @@ impl AppError {
                 _ => "internal server error".to_owned(),
             }
         } else {
-            self.message.to_string()
+            // Quoted input is cut short here, once for REST and WebSocket (issue 11).
+            crate::validate::bound_quotes(&self.message).into_owned()
         };
         ErrorBody {
             code: self.code.as_str(),

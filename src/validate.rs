@@ -1,7 +1,8 @@
 //! Input rules shared by handlers: field lengths and formats, reported as `validation_failed`;
 //! and the NUL rule every text input obeys before it can reach the database (Postgres
 //! refuses U+0000 in `text` and `jsonb`), checked once at the edges: JSON bodies
-//! (`api::Json`), query strings and paths (`api::Query`, `api::Path`), WebSocket frames.
+//! (`api::Json`), query strings and paths (`api::Query`, `api::Path`), WebSocket frames;
+//! and how much of the input an error message may quote ([`bound_quotes`]).
 
 use crate::error::{AppError, AppResult};
 use std::borrow::Cow;
@@ -147,6 +148,62 @@ pub fn password(value: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// Most characters of one quoted piece of input an error message repeats.
+pub const QUOTE_CHARS: usize = 100;
+
+/// Most characters of an error message on the wire.
+pub const MESSAGE_CHARS: usize = 1_000;
+
+/// An error message with every quoted piece (between backticks or double quotes, as serde
+/// quotes an unknown variant or field and an unexpected string) cut to [`QUOTE_CHARS`]
+/// characters and `…`, and the whole cut to [`MESSAGE_CHARS`]: a client's 20,000-character
+/// input is not echoed back (or into logs) whole. Applied where every error body is built
+/// (`AppError::body`), so it holds for REST responses and WebSocket error frames alike.
+pub fn bound_quotes(message: &str) -> Cow<'_, str> {
+    if message.chars().count() <= QUOTE_CHARS {
+        return Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len().min(4 * MESSAGE_CHARS));
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '`' && c != '"' {
+            continue;
+        }
+        // Inside a quoted piece: keep up to QUOTE_CHARS of it, skip the rest, up to and
+        // including its closing quote (a `"` piece is Debug-escaped: `\"` does not close it).
+        let mut kept = 0;
+        let mut cut = false;
+        while let Some(q) = chars.next() {
+            let escaped = c == '"' && q == '\\';
+            let closes = q == c;
+            if closes {
+                if cut {
+                    out.push('…');
+                }
+                out.push(q);
+                break;
+            }
+            let next = if escaped { chars.next() } else { None };
+            if kept < QUOTE_CHARS {
+                out.push(q);
+                out.extend(next);
+                kept += 1;
+            } else if !cut {
+                cut = true;
+            }
+        }
+        if cut && !out.ends_with(c) {
+            out.push('…');
+        }
+    }
+    if out.chars().count() > MESSAGE_CHARS {
+        out = out.chars().take(MESSAGE_CHARS).collect();
+        out.push('…');
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +252,38 @@ mod tests {
         assert!(!url_has_nul("a=%2500&b=%0A"));
         assert_eq!(storable("a\0b"), "a\u{FFFD}b");
         assert!(matches!(storable("ab"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn quotes_are_bounded() {
+        let long = "a".repeat(20_000);
+        let message = format!("unknown variant `{long}`, expected one of `a`, `b` at line 1 column 20010");
+        let bounded = bound_quotes(&message);
+        assert_eq!(
+            bounded,
+            format!(
+                "unknown variant `{}…`, expected one of `a`, `b` at line 1 column 20010",
+                "a".repeat(QUOTE_CHARS)
+            )
+        );
+        let debug = format!("invalid type: string {:?}, expected u32", format!("x\"{long}"));
+        assert_eq!(
+            bound_quotes(&debug),
+            format!(
+                "invalid type: string \"x\\\"{}…\", expected u32",
+                "a".repeat(QUOTE_CHARS - 2)
+            ),
+            "an escaped quote counts as one character and does not end the quote"
+        );
+        let unclosed = format!("unknown field `{long}");
+        assert_eq!(
+            bound_quotes(&unclosed),
+            format!("unknown field `{}…", "a".repeat(QUOTE_CHARS))
+        );
+        let short = "unknown variant `fly`, expected `ping`";
+        assert_eq!(bound_quotes(short), short);
+        let unquoted = "b ".repeat(5_000);
+        assert_eq!(bound_quotes(&unquoted).chars().count(), MESSAGE_CHARS + 1);
     }
 
     #[test]

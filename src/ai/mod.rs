@@ -29,6 +29,11 @@ pub struct Ai {
     pub max_tokens: Option<u32>,
     /// Test hook (`--ai-start-delay-ms`): wait this long before starting each reply.
     pub start_delay: Duration,
+    /// Tries of a reply's start before it ends `failed` (`--ai-start-attempts`).
+    pub start_attempts: u32,
+    /// A request its own node has not started this long after taking it is tried again
+    /// (`--ai-retry-after-ms`, default `intent::RETRY_AFTER`).
+    pub retry_after: Duration,
 }
 
 impl Ai {
@@ -68,6 +73,8 @@ pub fn build(config: &crate::config::Config) -> Ai {
         history_tokens: config.ai_history_tokens,
         max_tokens: Some(config.ai_max_tokens),
         start_delay: Duration::from_millis(config.ai_start_delay_ms),
+        start_attempts: config.ai_start_attempts.max(1),
+        retry_after: Duration::from_millis(config.ai_retry_after_ms),
     }
 }
 

@@ -9,6 +9,7 @@ diesel::table! {
         node_id -> Uuid,
         created_at -> Timestamptz,
         claimed_at -> Timestamptz,
+        attempts -> Int4,
     }
 }
 

@@ -58,6 +58,15 @@ pub struct StartGeneration {
     pub request: Uuid,
 }
 
+/// End a request of this session, which this node owns, as failed without trying its
+/// start again: it was tried `--ai-start-attempts` times (`intent::adopt`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct GiveUpGeneration {
+    pub request: Uuid,
+    pub reason: String,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Delta {
@@ -320,6 +329,16 @@ impl Handler<StartGeneration> for LiveSession {
     }
 }
 
+impl Handler<GiveUpGeneration> for LiveSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: GiveUpGeneration, ctx: &mut Self::Context) {
+        tracing::warn!(request = %msg.request, "an AI reply could not start after every attempt; ending it as failed");
+        let model = self.ai.model_for(self.default_model.as_deref());
+        self.fail_to_start(msg.request, model, msg.reason, ctx);
+    }
+}
+
 impl Handler<Delta> for LiveSession {
     type Result = ();
 
@@ -456,9 +475,9 @@ impl Handler<ControlGeneration> for LiveSession {
                 access.require_active()?;
                 access.require(Permission::SendMessages)?;
                 let reply_to = reply_to.ok_or_else(not_found)?;
-                // Durable before the ack: the new reply is owed from here on.
-                let request = Uuid::new_v4();
-                intent::record(&mut conn, request, session_id, reply_to, Some(user), node.0).await?;
+                // Durable before the ack: the new reply is owed from here on (unless one
+                // is owed or streaming already: `generation_in_progress`).
+                let request = intent::regenerate(&mut conn, session_id, reply_to, user, node.0).await?;
                 return Ok(Some(request));
             }
             if asked_by != Some(user) && !access.can(Permission::ManageSessions) {

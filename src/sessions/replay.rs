@@ -2,8 +2,11 @@
 //! page per subscriber (issue 11, item 1): the log is read a page at a time, each page is
 //! sent only once the connection's outbound queue has drained (`Outbound::drained_to`), and
 //! replays wait their turn at a gate bounded per node and per user (queued, never refused).
+//! A page read that fails because the database is briefly out of reach is tried again with
+//! backoff ([`READ_TRIES`]) before the subscription ends with the error.
 
-use crate::error::AppError;
+use crate::db::DbPool;
+use crate::error::{AppError, ErrorCode};
 use crate::events::{self, Event, SharedEvent};
 use crate::sessions::live::{LiveSession, SubState};
 use crate::transport::{ConnId, ServerFrame, ToClient, error_frame};
@@ -20,6 +23,34 @@ pub const PAGE_EVENTS: i64 = 256;
 /// Most bytes of replay queued for one connection: a page is sent when the queue is at or
 /// below this, and a page sends at most about this much (so at most twice it is queued).
 pub const WINDOW_BYTES: usize = 256 * 1024;
+
+/// Tries of one page read when the database is out of reach (`service_unavailable`), the
+/// first included; between them the subscriber simply waits (0.2 s, doubling: 3 s in all).
+pub const READ_TRIES: u32 = 5;
+
+/// The wait after the first failed read; doubled after each further failure.
+const READ_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Reads the page of `topic` after `after`, trying again with backoff while the database
+/// is out of reach (a restart, a failover, a terminated backend); other errors at once.
+async fn read_page(pool: &DbPool, topic: &str, after: i64) -> Result<Vec<Event>, AppError> {
+    let mut delay = READ_BACKOFF;
+    for attempt in 1.. {
+        let read = async {
+            let mut conn = pool.get().await?;
+            events::after(&mut conn, topic, after, PAGE_EVENTS).await
+        };
+        match read.await {
+            Err(err) if err.code == ErrorCode::ServiceUnavailable && attempt < READ_TRIES => {
+                tracing::warn!(error = %err, %topic, attempt, ?delay, "a replay read failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            result => return result,
+        }
+    }
+    unreachable!("the loop returns by its last attempt")
+}
 
 /// Where one subscriber's replay stands.
 pub struct Replay {
@@ -114,10 +145,7 @@ impl LiveSession {
                     Ok(true) => {}
                 }
                 let page = match read {
-                    Some(after) => {
-                        let mut conn = pool.get().await?;
-                        Some(events::after(&mut conn, &topic, after, PAGE_EVENTS).await?)
-                    }
+                    Some(after) => Some(read_page(&pool, &topic, after).await?),
                     None => None,
                 };
                 Ok(Step::Drained(page))

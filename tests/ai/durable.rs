@@ -16,18 +16,18 @@ const HELD: [&str; 2] = ["--ai-start-delay-ms", "600000"];
 
 /// How one reply to a question went, as one client saw it.
 #[derive(Debug)]
-struct Reply {
-    id: String,
+pub(super) struct Reply {
+    pub id: String,
     /// The data of its `message.completed`.
-    completed: Value,
+    pub completed: Value,
     /// Every frame seen while waiting for it.
-    frames: Vec<Value>,
+    pub frames: Vec<Value>,
 }
 
 /// Waits for the reply to `question`: its assistant `message.created` (with `reply_to` =
 /// the question) and its `message.completed`. `earlier` are frames already read (a
 /// replay), looked at first.
-async fn reply_to(client: &mut WsClient, earlier: Vec<Value>, question: &str) -> Reply {
+pub(super) async fn reply_to(client: &mut WsClient, earlier: Vec<Value>, question: &str) -> Reply {
     let mut id: Option<String> = None;
     let mut frames = Vec::new();
     let mut earlier = earlier.into_iter();
@@ -56,7 +56,7 @@ async fn reply_to(client: &mut WsClient, earlier: Vec<Value>, question: &str) ->
 
 /// Sends `body` and reads until its own `message.created` comes back: everything committed
 /// on the topic before it has been delivered by then. Returns the frames read.
-async fn fence(client: &mut WsClient, topic: &str, body: &str) -> Vec<Value> {
+pub(super) async fn fence(client: &mut WsClient, topic: &str, body: &str) -> Vec<Value> {
     client
         .send(json!({ "type": "send_message", "ref": body, "topic": topic, "body": body }))
         .await;
@@ -65,7 +65,7 @@ async fn fence(client: &mut WsClient, topic: &str, body: &str) -> Vec<Value> {
         .await
 }
 
-fn assistant_created(frames: &[Value]) -> Vec<&Value> {
+pub(super) fn assistant_created(frames: &[Value]) -> Vec<&Value> {
     frames
         .iter()
         .filter(|f| f["kind"] == "message.created" && f["data"]["message"]["role"] == "assistant")
@@ -73,7 +73,7 @@ fn assistant_created(frames: &[Value]) -> Vec<&Value> {
 }
 
 /// Reads until the `message.created` of a message with `body`; returns it.
-async fn created(client: &mut WsClient, body: &str) -> Value {
+pub(super) async fn created(client: &mut WsClient, body: &str) -> Value {
     client
         .until(|f| f["kind"] == "message.created" && f["data"]["message"]["body"] == body)
         .await
@@ -81,7 +81,7 @@ async fn created(client: &mut WsClient, body: &str) -> Value {
         .unwrap()
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
+pub(super) async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
@@ -122,11 +122,11 @@ impl Pair {
 }
 
 /// The id of the message a `message.created` frame carries.
-fn message_id(created: &Value) -> String {
+pub(super) fn message_id(created: &Value) -> String {
     created["data"]["message"]["id"].as_str().unwrap().to_owned()
 }
 
-fn fake_flags(fake: &FakeOpenAi) -> Vec<&str> {
+pub(super) fn fake_flags(fake: &FakeOpenAi) -> Vec<&str> {
     vec!["--ai-base-url", fake.url.as_str(), "--ai-models", "fake-large"]
 }
 

@@ -3,6 +3,7 @@
 //! interrupted (not stuck) when the generating node dies.
 
 mod durable;
+mod requests;
 
 use crate::common::cluster::{LEASE_MS, Node};
 use crate::common::openai::{FakeOpenAi, PIECES};

@@ -5,6 +5,7 @@ mod accounts;
 mod api_tokens;
 mod audit;
 mod auth_limits;
+mod echo;
 mod errors;
 mod from_address;
 mod generated;

@@ -6,4 +6,5 @@ mod connection;
 mod live;
 mod presence;
 mod replay;
+mod replay_retry;
 mod rest;
