@@ -75,7 +75,11 @@ async fn twenty_concurrent_deciding_votes_on_two_nodes_resolve_once() {
         .iter()
         .filter(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "proposal_closed")
         .count();
-    assert_eq!((accepted, closed), (11, 9), "{answers:?}");
+    let outcomes: Vec<_> = answers
+        .iter()
+        .map(|(s, b)| (s.as_u16(), b["status"].clone(), b["code"].clone()))
+        .collect();
+    assert_eq!((accepted, closed), (11, 9), "{outcomes:?}");
     let approving: Vec<_> = answers.iter().filter(|(_, b)| b["status"] == "approved").collect();
     assert!(!approving.is_empty());
 
