@@ -403,3 +403,54 @@ async fn rejection_single_voter_withdraw_cancel_and_bad_input_over_rest() {
     .await;
     assert_eq!(r["code"], "invalid_frame", "{r}");
 }
+
+/// The frames by every role (the REST endpoints are in the permission matrix): the outcome
+/// is computed from the server's one roles table.
+#[actix_web::test]
+async fn every_proposal_frame_by_every_role() {
+    use bedda_collab::auth::permissions::{Permission, PermissionSet, Role, effective};
+    let app = spawn_app().await;
+    for role in Role::ALL.iter().copied() {
+        let held = effective(role, PermissionSet::EMPTY, PermissionSet::EMPTY);
+        let founder = app.register("founder").await;
+        let ws = app.create_workspace(&founder, "Roles").await;
+        let actor = app.add_member(&founder, ws, "actor", role.as_str()).await;
+        let (ballot_session, ballot_topic) = app.create_session(&founder, ws, "workspace").await;
+        add_participant(&app, &founder, ballot_session, &actor).await;
+        let (status, ballot) = app
+            .post(
+                &format!("/api/sessions/{ballot_session}/proposals"),
+                Some(&founder.token),
+                json!({ "model": "offline-echo", "reasoning": "roles" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{ballot}");
+        let (_, free_topic) = app.create_session(&founder, ws, "workspace").await;
+        let mut c = app.ws(&actor).await;
+        c.subscribe(&ballot_topic, None).await;
+        c.subscribe(&free_topic, None).await;
+        let frames = [
+            (
+                Permission::VoteOnModels,
+                json!({ "type": "propose_model", "ref": "p", "topic": free_topic, "model": "offline-echo", "reasoning": "r" }),
+            ),
+            (
+                Permission::VoteOnModels,
+                json!({ "type": "vote_proposal", "ref": "v", "topic": ballot_topic, "proposal_id": ballot["id"], "vote": "abstain" }),
+            ),
+            (
+                Permission::ManageSessions,
+                json!({ "type": "withdraw_proposal", "ref": "w", "topic": ballot_topic, "proposal_id": ballot["id"] }),
+            ),
+        ];
+        for (needs, frame) in frames {
+            let label = format!("{} as {role}", frame["type"]);
+            let got = answer(&mut c, frame).await;
+            if held.contains(needs) {
+                assert_eq!(got["type"], "ack", "{label}: {got}");
+            } else {
+                assert_eq!(got["code"], "permission_denied", "{label}: {got}");
+            }
+        }
+    }
+}
