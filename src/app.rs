@@ -14,7 +14,7 @@ use crate::mail::Mailer;
 use crate::openapi;
 use crate::state::AppState;
 use crate::transport::{Connections, NodeId, WsLimits};
-use crate::{admin, ai, artifacts, audit, auth, gateway, sessions, workspaces};
+use crate::{admin, ai, artifacts, audit, auth, gateway, proposals, sessions, workspaces};
 use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::middleware::{Logger, from_fn};
@@ -38,6 +38,7 @@ pub const FEATURES: &[Feature] = &[
     sessions::FEATURE,
     ai::FEATURE,
     artifacts::FEATURE,
+    proposals::FEATURE,
     admin::FEATURE,
 ];
 

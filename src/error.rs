@@ -110,6 +110,16 @@ codes! {
     GenerationEnded => ("generation_ended", 409, 4409),
     /// A reply to this question is already owed or streaming (a second `regenerate`).
     GenerationInProgress => ("generation_in_progress", 409, 4409),
+    /// No such model proposal, or the caller cannot see its session.
+    ProposalNotFound => ("proposal_not_found", 404, 4404),
+    /// The session already has an open model proposal.
+    ProposalOpen => ("proposal_open", 409, 4409),
+    /// The proposal is already resolved (approved, rejected, withdrawn, cancelled or expired).
+    ProposalClosed => ("proposal_closed", 409, 4409),
+    /// The proposal's voting time is over (it ended `expired`).
+    ProposalExpired => ("proposal_expired", 409, 4409),
+    /// The caller is not one of the proposal's eligible voters (or cannot propose).
+    NotEligible => ("not_eligible", 403, 4403),
     /// Too many attempts; retry later.
     RateLimited => ("rate_limited", 429, 4429),
     /// The database is unreachable or overloaded.

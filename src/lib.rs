@@ -21,6 +21,7 @@ pub mod janitor;
 pub mod mail;
 pub mod openapi;
 pub mod pagination;
+pub mod proposals;
 pub mod redact;
 pub mod sessions;
 pub mod state;

@@ -5,5 +5,6 @@ mod artifacts;
 mod cluster;
 mod common;
 mod foundation;
+mod proposals;
 mod sessions;
 mod tokens;

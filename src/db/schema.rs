@@ -278,6 +278,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    model_proposal_votes (proposal_id, user_id) {
+        proposal_id -> Uuid,
+        user_id -> Uuid,
+        vote -> Text,
+        comment -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    model_proposals (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        proposed_by -> Nullable<Uuid>,
+        model -> Text,
+        reasoning -> Text,
+        status -> Text,
+        eligible -> Array<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        resolved_at -> Nullable<Timestamptz>,
+        resolved_by -> Nullable<Uuid>,
+        owner_node -> Uuid,
+    }
+}
+
+diesel::table! {
     nodes (id) {
         id -> Uuid,
         address -> Text,
@@ -324,6 +351,8 @@ diesel::joinable!(artifacts -> workspaces (workspace_id));
 diesel::joinable!(artifact_versions -> artifacts (artifact_id));
 diesel::joinable!(chat_sessions -> workspaces (workspace_id));
 diesel::joinable!(message_reactions -> messages (message_id));
+diesel::joinable!(model_proposal_votes -> model_proposals (proposal_id));
+diesel::joinable!(model_proposals -> chat_sessions (session_id));
 diesel::joinable!(messages -> chat_sessions (session_id));
 diesel::joinable!(session_participants -> chat_sessions (session_id));
 diesel::joinable!(session_participants -> users (user_id));
@@ -348,6 +377,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     message_reactions,
     messages,
+    model_proposal_votes,
+    model_proposals,
     nodes,
     presence,
     session_participants,

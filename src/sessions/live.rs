@@ -422,8 +422,24 @@ impl Handler<TopicAction> for LiveSession {
     type Result = ();
 
     fn handle(&mut self, msg: TopicAction, ctx: &mut Self::Context) {
-        let Ok(action) = msg.action.downcast::<SessionAction>() else {
-            return;
+        let action = match msg.action.downcast::<SessionAction>() {
+            Ok(action) => action,
+            Err(other) => {
+                if let Ok(proposal) = other.downcast::<crate::proposals::ProposalAction>() {
+                    let room = self.registry.hub().get::<crate::proposals::room::Proposals>();
+                    crate::proposals::frames::Run {
+                        room,
+                        session_id: self.session_id,
+                        topic: self.topic.clone(),
+                        user_id: msg.user_id,
+                        subscribed: self.live_user(msg.conn) == Some(msg.user_id),
+                        reference: msg.reference,
+                        reply: msg.reply,
+                    }
+                    .spawn(*proposal);
+                }
+                return;
+            }
         };
         let reference = msg.reference;
         match *action {

@@ -84,6 +84,10 @@ pub const ACTIONS: &[&str] = &[
     "presence",
     "stop_generation",
     "regenerate",
+    // Model proposals (decoded and run by `src/proposals/frames.rs`).
+    "propose_model",
+    "vote_proposal",
+    "withdraw_proposal",
 ];
 
 fn yes() -> bool {

@@ -174,6 +174,10 @@ impl Room for LiveSessions {
     }
 
     fn decode_action(&self, frame: &str) -> AppResult<Box<dyn Any + Send>> {
+        // Model proposal frames ride the session topic; `src/proposals` owns them.
+        if let Some(action) = crate::proposals::frames::decode(frame)? {
+            return Ok(Box::new(action));
+        }
         Ok(Box::new(SessionAction::decode(frame)?))
     }
 

@@ -35,6 +35,9 @@ struct Fixture {
     artifact: Uuid,
     version: Uuid,
     branch: Uuid,
+    /// An open model proposal by the founder in a second session where `actor` and
+    /// `target` take part (so `actor` is an eligible voter when their role votes).
+    ballot: Uuid,
 }
 
 async fn fixture(app: &TestApp, role: Role) -> Fixture {
@@ -94,7 +97,27 @@ async fn fixture(app: &TestApp, role: Role) -> Fixture {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{br}");
     let branch: Uuid = br["id"].as_str().unwrap().parse().unwrap();
+    let (ballot_session, _) = app.create_session(&founder, workspace, "workspace").await;
+    for user in [&actor, &target] {
+        let (status, body) = app
+            .post(
+                &format!("/api/sessions/{ballot_session}/participants"),
+                Some(&founder.token),
+                json!({ "user_id": user.id }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, ballot) = app
+        .post(
+            &format!("/api/sessions/{ballot_session}/proposals"),
+            Some(&founder.token),
+            json!({ "model": "offline-echo", "reasoning": "the matrix" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ballot}");
     Fixture {
+        ballot: ballot["id"].as_str().unwrap().parse().unwrap(),
         artifact,
         version,
         branch,
@@ -560,6 +583,46 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Perm(P::ViewSessions),
             request: |f| (format!("/api/sessions/{}/messages", f.session), None),
         },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/sessions/{id}/proposals",
+            needs: Perm(P::ViewSessions),
+            request: |f| (format!("/api/sessions/{}/proposals", f.session), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/sessions/{id}/proposals",
+            needs: Perm(P::VoteOnModels),
+            request: |f| {
+                (
+                    format!("/api/sessions/{}/proposals", f.session),
+                    Some(json!({ "model": "offline-echo", "reasoning": "cheaper" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::GET,
+            template: "/api/proposals/{id}",
+            needs: Perm(P::ViewSessions),
+            request: |f| (format!("/api/proposals/{}", f.ballot), None),
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/proposals/{id}/vote",
+            needs: Perm(P::VoteOnModels),
+            request: |f| {
+                (
+                    format!("/api/proposals/{}/vote", f.ballot),
+                    Some(json!({ "vote": "approve", "comment": "fine" })),
+                )
+            },
+        },
+        Endpoint {
+            method: Method::POST,
+            template: "/api/proposals/{id}/withdraw",
+            needs: Perm(P::ManageSessions),
+            request: |f| (format!("/api/proposals/{}/withdraw", f.ballot), None),
+        },
     ]
 }
 
@@ -655,6 +718,8 @@ async fn non_members_get_not_found_on_every_workspace_endpoint() {
         );
         let expected = if endpoint.template.starts_with("/api/artifacts/") {
             "artifact_not_found"
+        } else if endpoint.template.starts_with("/api/proposals/") {
+            "proposal_not_found"
         } else if endpoint.template.starts_with("/api/sessions/") {
             "session_not_found"
         } else {

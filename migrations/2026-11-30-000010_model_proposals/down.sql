@@ -1,0 +1,2 @@
+DROP TABLE model_proposal_votes;
+DROP TABLE model_proposals;
