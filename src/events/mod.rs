@@ -52,23 +52,6 @@ impl SharedEvent {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[derive(serde::Serialize)]
-    #[serde(tag = "kind", content = "data")]
-    enum Sample {
-        #[serde(rename = "thing.done")]
-        Done { id: u32 },
-    }
-
-    #[test]
-    fn a_typed_payload_splits_into_kind_and_data() {
-        let (kind, data) = super::parts(&Sample::Done { id: 7 }).unwrap();
-        assert_eq!(kind, "thing.done");
-        assert_eq!(data, serde_json::json!({ "id": 7 }));
-    }
-}
-
 /// Reserves `n` consecutive seqs on `topic` and returns the first. Locks the topic row
 /// until the transaction ends, so concurrent writers (on any node) queue up behind it.
 /// Built with the query builder (not raw SQL) so each connection prepares it once and
@@ -206,4 +189,21 @@ pub async fn insert_many(
         .await?;
     inserted.sort_by_key(|e| e.seq);
     Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Serialize)]
+    #[serde(tag = "kind", content = "data")]
+    enum Sample {
+        #[serde(rename = "thing.done")]
+        Done { id: u32 },
+    }
+
+    #[test]
+    fn a_typed_payload_splits_into_kind_and_data() {
+        let (kind, data) = super::parts(&Sample::Done { id: 7 }).unwrap();
+        assert_eq!(kind, "thing.done");
+        assert_eq!(data, serde_json::json!({ "id": 7 }));
+    }
 }
