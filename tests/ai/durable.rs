@@ -7,6 +7,7 @@
 
 use crate::common::cluster::Node;
 use crate::common::openai::{FakeOpenAi, PIECES};
+use crate::common::ws::Duo;
 use crate::common::ws::WsClient;
 use crate::common::*;
 use serde_json::{Value, json};
@@ -252,14 +253,9 @@ async fn a_reply_that_cannot_start_ends_failed_for_everyone() {
         c.ai_models = vec!["fake-large".into()];
     })
     .await;
-    let owner = app.register("owner").await;
-    let ws = app.create_workspace(&owner, "Team").await;
-    let bob = app.add_member(&owner, ws, "bob", "viewer").await;
-    let (_, topic) = app.create_session(&owner, ws, "workspace").await;
-    let mut a = app.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = app.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Duo {
+        topic, mut a, mut b, ..
+    } = Duo::start(&app, &app, "viewer").await;
 
     // A message that does not ask says so.
     a.say(&topic, "just chatting", "c").await;

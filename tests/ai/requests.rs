@@ -7,6 +7,7 @@
 use super::durable::{assistant_created, count, created, fake_flags, fence, message_id, reply_to};
 use crate::common::cluster::Node;
 use crate::common::openai::FakeOpenAi;
+use crate::common::ws::Duo;
 use crate::common::*;
 use serde_json::json;
 
@@ -17,14 +18,9 @@ async fn two_regenerates_at_once_on_two_nodes_start_one_reply() {
     let flags = fake_flags(&fake);
     let n1 = Node::start(&db, &flags).await;
     let n2 = Node::start(&db, &flags).await;
-    let owner = n1.register("owner").await;
-    let ws = n1.create_workspace(&owner, "Team").await;
-    let bob = n1.add_member(&owner, ws, "bob", "editor").await;
-    let (_, topic) = n1.create_session(&owner, ws, "workspace").await;
-    let mut a = n1.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = n2.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Duo {
+        topic, mut a, mut b, ..
+    } = Duo::start(&n1, &n2, "editor").await;
 
     // A first reply ("medium": it streams for about two seconds).
     a.say(&topic, "@ai medium answer please", "q").await;
@@ -85,14 +81,9 @@ async fn a_reply_whose_start_keeps_failing_ends_failed_after_the_attempt_cap() {
         c.ai_start_attempts = 3;
     })
     .await;
-    let owner = app.register("owner").await;
-    let ws = app.create_workspace(&owner, "Team").await;
-    let bob = app.add_member(&owner, ws, "bob", "viewer").await;
-    let (_, topic) = app.create_session(&owner, ws, "workspace").await;
-    let mut a = app.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = app.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Duo {
+        topic, mut a, mut b, ..
+    } = Duo::start(&app, &app, "viewer").await;
 
     // Every start of a reply fails as if the database were going away (which the server
     // retries: `service_unavailable`); each try is counted by a sequence (not rolled back).

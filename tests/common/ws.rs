@@ -181,3 +181,36 @@ impl Api {
         (id, format!("session:{id}"))
     }
 }
+
+/// Two people in one workspace-visible session, both subscribed: the owner (`a`, connected
+/// through `owner_api`) and `bob` with `role` (`b`, through `member_api`, which may be another
+/// node).
+pub struct Duo {
+    pub owner: User,
+    pub bob: User,
+    pub workspace: uuid::Uuid,
+    pub topic: String,
+    pub a: WsClient,
+    pub b: WsClient,
+}
+
+impl Duo {
+    pub async fn start(owner_api: &Api, member_api: &Api, role: &str) -> Duo {
+        let owner = owner_api.register("owner").await;
+        let workspace = owner_api.create_workspace(&owner, "Team").await;
+        let bob = owner_api.add_member(&owner, workspace, "bob", role).await;
+        let (_, topic) = owner_api.create_session(&owner, workspace, "workspace").await;
+        let mut a = owner_api.ws(&owner).await;
+        a.subscribe(&topic, None).await;
+        let mut b = member_api.ws(&bob).await;
+        b.subscribe(&topic, None).await;
+        Duo {
+            owner,
+            bob,
+            workspace,
+            topic,
+            a,
+            b,
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! `validation_failed` before the database, and one write that fails in the database does
 //! not fail or delay the others of its group (issue 11, item 3).
 
+use crate::common::ws::Duo;
 use crate::common::ws::WsClient;
 use crate::common::*;
 use serde_json::{Value, json};
@@ -24,14 +25,9 @@ async fn answers(client: &mut WsClient, refs: &[String]) -> std::collections::Ha
 #[actix_web::test]
 async fn a_nul_in_any_session_frame_is_validation_failed_and_writes_nothing() {
     let app = spawn_app().await;
-    let owner = app.register("owner").await;
-    let ws = app.create_workspace(&owner, "Team").await;
-    let bob = app.add_member(&owner, ws, "bob", "editor").await;
-    let (_, topic) = app.create_session(&owner, ws, "workspace").await;
-    let mut a = app.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = app.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Duo {
+        topic, mut a, mut b, ..
+    } = Duo::start(&app, &app, "editor").await;
     let first = a.say(&topic, "hello", "hello").await;
     let message_id = b.next_of("event").await["data"]["message"]["id"]
         .as_str()
@@ -117,14 +113,9 @@ async fn a_writer_sending_nul_does_not_disturb_the_others() {
 #[actix_web::test]
 async fn a_row_the_database_refuses_is_dropped_from_its_group_alone() {
     let app = spawn_app_with(|c| c.ws_frames_per_second = 1000).await;
-    let owner = app.register("owner").await;
-    let ws = app.create_workspace(&owner, "Team").await;
-    let bob = app.add_member(&owner, ws, "bob", "editor").await;
-    let (_, topic) = app.create_session(&owner, ws, "workspace").await;
-    let mut a = app.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = app.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Duo {
+        topic, mut a, mut b, ..
+    } = Duo::start(&app, &app, "editor").await;
     a.say(&topic, "warm-up", "warm-up").await;
     let db = app.db.client().await;
     db.batch_execute(

@@ -1,5 +1,6 @@
 //! Presence (one state per user across tabs, snapshot then diffs) and typing indicators.
 
+use crate::common::ws::Duo;
 use crate::common::*;
 use serde_json::json;
 
@@ -50,14 +51,13 @@ async fn presence_is_one_entry_per_user_across_tabs() {
 #[actix_web::test]
 async fn typing_is_relayed_and_expires_by_itself() {
     let app = spawn_app_with(|c| c.typing_ttl_ms = 300).await;
-    let owner = app.register("owner").await;
-    let ws = app.create_workspace(&owner, "Team").await;
-    let bob = app.add_member(&owner, ws, "bob", "editor").await;
-    let (_, topic) = app.create_session(&owner, ws, "workspace").await;
-    let mut a = app.ws(&owner).await;
-    a.subscribe(&topic, None).await;
-    let mut b = app.ws(&bob).await;
-    b.subscribe(&topic, None).await;
+    let Duo {
+        bob,
+        topic,
+        mut a,
+        mut b,
+        ..
+    } = Duo::start(&app, &app, "editor").await;
 
     b.send(json!({ "type": "typing", "topic": topic })).await;
     let on = a.next_of("typing").await;

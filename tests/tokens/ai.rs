@@ -2,6 +2,7 @@
 //! `failed`, with the reason, for the asker and everyone in the session.
 
 use super::*;
+use crate::common::ws::Duo;
 
 #[actix_web::test]
 async fn an_unreachable_provider_ends_the_reply_failed_for_the_asker_and_the_session() {
@@ -15,14 +16,12 @@ async fn an_unreachable_provider_ends_the_reply_failed_for_the_asker_and_the_ses
         c.ai_timeout_ms = 2_000;
     })
     .await;
-    let owner = app.register("owner").await;
-    let ws_id = app.create_workspace(&owner, "Team").await;
-    let bob = app.add_member(&owner, ws_id, "bob", "editor").await;
-    let (_, topic) = app.create_session(&owner, ws_id, "workspace").await;
-    let mut asker = app.ws(&owner).await;
-    asker.subscribe(&topic, None).await;
-    let mut teammate = app.ws(&bob).await;
-    teammate.subscribe(&topic, None).await;
+    let Duo {
+        topic,
+        a: mut asker,
+        b: mut teammate,
+        ..
+    } = Duo::start(&app, &app, "editor").await;
 
     asker.say(&topic, "@ai are you there?", "q").await;
     for client in [&mut asker, &mut teammate] {
