@@ -35,7 +35,8 @@ pub struct Request {
     pub asked_by: Option<Uuid>,
 }
 
-/// Records that a reply to `reply_to` is owed, by `node`, in the caller's transaction.
+/// Records that a reply to `reply_to` is owed, by `node`, in the caller's transaction;
+/// `generation_in_progress` when one is owed already (one request per question).
 pub async fn record(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -44,7 +45,7 @@ pub async fn record(
     asked_by: Option<Uuid>,
     node: Uuid,
 ) -> AppResult<()> {
-    diesel::insert_into(ai_requests::table)
+    let inserted = diesel::insert_into(ai_requests::table)
         .values((
             ai_requests::id.eq(id),
             ai_requests::session_id.eq(session_id),
@@ -52,8 +53,13 @@ pub async fn record(
             ai_requests::asked_by.eq(asked_by),
             ai_requests::node_id.eq(node),
         ))
+        .on_conflict(ai_requests::reply_to)
+        .do_nothing()
         .execute(conn)
         .await?;
+    if inserted == 0 {
+        return Err(in_progress());
+    }
     Ok(())
 }
 
@@ -90,21 +96,7 @@ pub async fn regenerate(
             return Err(in_progress());
         }
         let id = Uuid::new_v4();
-        let inserted = diesel::insert_into(ai_requests::table)
-            .values((
-                ai_requests::id.eq(id),
-                ai_requests::session_id.eq(session_id),
-                ai_requests::reply_to.eq(reply_to),
-                ai_requests::asked_by.eq(asked_by),
-                ai_requests::node_id.eq(node),
-            ))
-            .on_conflict(ai_requests::reply_to)
-            .do_nothing()
-            .execute(conn)
-            .await?;
-        if inserted == 0 {
-            return Err(in_progress());
-        }
+        record(conn, id, session_id, reply_to, Some(asked_by), node).await?;
         Ok(id)
     })
     .await
