@@ -169,6 +169,13 @@ pub trait Room: Send + Sync + 'static {
     /// keeps the returned link for its actions and its leaving.
     fn subscribe(self: Arc<Self>, id: Uuid, sub: Subscription) -> BoxFuture<'static, AppResult<Link>>;
 
+    /// Whether clients may subscribe to `kind:<id>` at all. A room that only keeps actors
+    /// and chores (its events live on another room's topics) says no: its kind is then not
+    /// a topic (`unknown_topic`, and not offered in that error's list).
+    fn subscribable(&self) -> bool {
+        true
+    }
+
     /// The client frame types this room understands besides `subscribe`/`unsubscribe`.
     fn actions(&self) -> &'static [&'static str] {
         &[]
@@ -269,7 +276,7 @@ impl Hub {
     /// Parses `kind:uuid` for a registered kind.
     pub fn topic(&self, topic: &str) -> Option<Topic> {
         let (kind, id) = Topic::split(topic)?;
-        let (kind, _) = self.rooms.get_key_value(kind)?;
+        let (kind, _) = self.rooms.get_key_value(kind).filter(|(_, room)| room.subscribable())?;
         Some(Topic::new(kind, id))
     }
 

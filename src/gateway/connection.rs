@@ -253,7 +253,11 @@ impl Connection {
     ) {
         let hub = self.state.hub.clone();
         let Some(parsed) = hub.topic(&topic) else {
-            let kinds: Vec<String> = hub.rooms().map(|r| format!("`{}:<uuid>`", r.kind())).collect();
+            let kinds: Vec<String> = hub
+                .rooms()
+                .filter(|r| r.subscribable())
+                .map(|r| format!("`{}:<uuid>`", r.kind()))
+                .collect();
             let err = AppError::new(
                 ErrorCode::UnknownTopic,
                 format!("topics look like {}", kinds.join(" or ")),

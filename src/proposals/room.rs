@@ -205,6 +205,12 @@ impl Room for Proposals {
         &self.actors
     }
 
+    /// Proposals are events on their session's topic; `proposal:<id>` is not a topic.
+    fn subscribable(&self) -> bool {
+        false
+    }
+
+    /// Never called (not subscribable); kept as the same refusal for safety.
     fn subscribe(self: Arc<Self>, _id: Uuid, _sub: Subscription) -> BoxFuture<'static, AppResult<Link>> {
         Box::pin(async {
             Err(AppError::new(

@@ -96,6 +96,18 @@ async fn malformed_frames_get_errors_and_the_connection_survives() {
     c.send(json!({ "type": "subscribe", "ref": "t2", "topic": "galaxy:far-away" }))
         .await;
     assert_eq!(c.next().await["code"], "unknown_topic");
+    // A kind that keeps actors but whose events live on session topics is no topic either,
+    // and the error offers only what can be subscribed to.
+    let proposal = format!("proposal:{}", uuid::Uuid::new_v4());
+    c.send(json!({ "type": "subscribe", "ref": "t2b", "topic": proposal }))
+        .await;
+    let err = c.next().await;
+    assert_eq!(err["code"], "unknown_topic", "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("session:<uuid>") && !message.contains("proposal:"),
+        "{message}"
+    );
     c.send(json!({ "type": "subscribe", "ref": "t3", "topic": format!("session:{}", uuid::Uuid::new_v4()) }))
         .await;
     assert_eq!(c.next().await["code"], "session_not_found");
