@@ -123,8 +123,14 @@ impl Outbound {
 
     /// The socket writer took `bytes`.
     pub fn release(&self, bytes: usize) {
-        for counter in [&self.queued, &self.grace] {
-            let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| Some(q.saturating_sub(bytes)));
+        let _ = self
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| Some(q.saturating_sub(bytes)));
+        // Grace is rare (a document's first state): skip the second atomic update otherwise.
+        if self.grace.load(Ordering::Relaxed) > 0 {
+            let _ = self
+                .grace
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| Some(q.saturating_sub(bytes)));
         }
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.drained.notify_waiters();
